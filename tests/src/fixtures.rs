@@ -52,7 +52,10 @@ fn gen_model(args: &[&str]) -> Result<PathBuf> {
     }
     let path = PathBuf::from(String::from_utf8(out.stdout)?.trim());
     if !path.is_file() {
-        bail!("gen-model printed {} but no such file exists", path.display());
+        bail!(
+            "gen-model printed {} but no such file exists",
+            path.display()
+        );
     }
     Ok(path)
 }

@@ -25,12 +25,19 @@ fn tiny_models_are_deterministic_per_seed() {
             .arg(dir.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let path = String::from_utf8(out.stdout).unwrap();
         digests.push(sha256_file(std::path::Path::new(path.trim())));
     }
     assert_eq!(digests[0], digests[1], "same seed must give the same model");
-    assert_ne!(digests[0], digests[2], "another seed must give another model");
+    assert_ne!(
+        digests[0], digests[2],
+        "another seed must give another model"
+    );
     assert_eq!(digests[0], model_sha256(&cached).unwrap());
 }
 
