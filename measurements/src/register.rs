@@ -54,7 +54,9 @@ impl fmt::Debug for Register {
 }
 
 /// Which runtime register an event goes to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Rtmr {
     Rtmr0 = 0,
     Rtmr1 = 1,
