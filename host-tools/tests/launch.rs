@@ -1,0 +1,384 @@
+//! `cocoon-host launch`: golden argv for several configurations, and every refusal.
+//! Set COCOON_UPDATE_GOLDEN=1 to rewrite the golden files (then review the diff).
+
+mod common;
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// A valid user-friendly (non-bounceable) address for account id 00 01 .. 1f.
+const OWNER: &str = "UQAAAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eH0Bm";
+const SECOND_GPU: &str = "0000:65:00.0";
+
+struct Fixture {
+    host: FakeHost,
+    root_hash: String,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let host = FakeHost::ready();
+        host.pci(
+            SECOND_GPU,
+            0x10de,
+            0x2331,
+            0x030200,
+            Some("vfio-pci"),
+            Some("9"),
+        );
+        let f = Fixture {
+            host,
+            root_hash: String::new(),
+        };
+        let d = f.dir();
+        fs::create_dir_all(d.join("release")).unwrap();
+        for (name, body) in [
+            ("OVMF.fd", "ovmf"),
+            ("image.vmlinuz", "kernel"),
+            ("image.initrd", "initrd"),
+        ] {
+            fs::write(d.join("release").join(name), body).unwrap();
+        }
+        fs::write(
+            d.join("release/image.cmdline"),
+            "console=ttyS0 root=/dev/vda2 ro verity.roothash=5a5a\n",
+        )
+        .unwrap();
+        fs::create_dir_all(d.join("worker-config")).unwrap();
+        fs::write(
+            d.join("manifest.json"),
+            r#"{"version":1,"shapes":[
+                {"cpus":8,"memory_bytes":68719476736,"gpus":1},
+                {"cpus":16,"memory_bytes":137438953472,"gpus":2},
+                {"cpus":4,"memory_bytes":17179869184,"gpus":0}]}"#,
+        )
+        .unwrap();
+        let mut gguf = b"GGUF".to_vec();
+        gguf.extend((0..20_000u32).map(|i| (i * 7 % 251) as u8));
+        fs::write(d.join("tiny.gguf"), gguf).unwrap();
+        let info = cocoon_host::model_pack::pack(&d.join("tiny.gguf"), &d.join("model")).unwrap();
+        Fixture {
+            root_hash: info.root_hash,
+            ..f
+        }
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.host.dir.path().join("w")
+    }
+
+    /// Writes a TOML config; `vm` and `extra` are spliced in.
+    fn config(&self, name: &str, owner: Option<&str>, vm: &str, agent_port: u16) -> PathBuf {
+        let owner_line = owner
+            .map(|o| format!("owner_address = \"{o}\"\n"))
+            .unwrap_or_default();
+        let text = format!(
+            "{owner_line}manifest = \"manifest.json\"\n\n[image]\ndir = \"release\"\n\n[vm]\n{vm}\n\n\
+             [data_disk]\npath = \"data.img\"\nsize = \"100G\"\n\n\
+             [model_disk]\npath = \"model/model.img\"\nverity = \"model/model.verity\"\nroot_hash = \"{}\"\n\n\
+             [config_share]\ndir = \"worker-config\"\n\n[agent]\nport = {agent_port}\n",
+            self.root_hash
+        );
+        let p = self.dir().join(name);
+        fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn launch(&self, config: &Path, extra: &[&str]) -> std::process::Output {
+        let mut args = vec!["launch", config.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.host.run(&args)
+    }
+}
+
+const VM_1GPU: &str = "vcpus = 8\nmemory = \"64G\"\ngpus = [\"0000:17:00.0\"]";
+const VM_2GPU: &str = "vcpus = 16\nmemory = \"128G\"\ngpus = [\"0000:17:00.0\", \"0000:65:00.0\"]";
+const VM_NOGPU: &str = "vcpus = 4\nmemory = 17179869184";
+
+fn golden(name: &str, fx: &Fixture, out: &std::process::Output) {
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
+    let text = stdout(out).replace(fx.dir().to_str().unwrap(), "$DIR");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.argv"));
+    if std::env::var_os("COCOON_UPDATE_GOLDEN").is_some() {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, &text).unwrap();
+    }
+    let want = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(text, want, "argv differs from {}", path.display());
+}
+
+#[test]
+fn golden_one_gpu_instance_0() {
+    let fx = Fixture::new();
+    let c = fx.config("c.toml", Some(OWNER), VM_1GPU, 8443);
+    golden("tdx-1gpu-instance0", &fx, &fx.launch(&c, &["--print"]));
+}
+
+#[test]
+fn golden_two_gpus_instance_3() {
+    let fx = Fixture::new();
+    let c = fx.config("c.toml", Some(OWNER), VM_2GPU, 8443);
+    golden(
+        "tdx-2gpu-instance3",
+        &fx,
+        &fx.launch(&c, &["--print", "--instance", "3"]),
+    );
+}
+
+#[test]
+fn golden_no_gpu() {
+    let fx = Fixture::new();
+    let c = fx.config("c.toml", Some(OWNER), VM_NOGPU, 9000);
+    golden("tdx-nogpu-instance0", &fx, &fx.launch(&c, &["--print"]));
+}
+
+#[test]
+fn golden_no_tdx_simulated() {
+    let fx = Fixture::new();
+    let c = fx.config("c.toml", Some(OWNER), VM_1GPU, 8443);
+    let out = fx.launch(&c, &["--print", "--no-tdx", "--instance", "3"]);
+    assert!(stderr(&out).contains("SIMULATED TD"), "{}", stderr(&out));
+    golden("simulated-1gpu-instance3", &fx, &out);
+}
+
+#[test]
+fn golden_json_config_with_vsock_qgs() {
+    let fx = Fixture::new();
+    let cfg = serde_json::json!({
+        "owner_address": format!("0:{}", "ab".repeat(32)),
+        "manifest": "manifest.json",
+        "image": {"dir": "release"},
+        "vm": {"vcpus": 8, "memory": "65536M", "gpus": ["17:00.0"]},
+        "data_disk": {"path": "data, with comma.img", "size": 107374182400u64},
+        "model_disk": {"path": "model/model.img", "verity": "model/model.verity", "root_hash": fx.root_hash},
+        "config_share": {"dir": "worker-config"},
+        "agent": {"port": 8443, "guest_port": 443, "host_address": "0.0.0.0"},
+        "qgs": {"vsock_port": 4050}
+    });
+    let p = fx.dir().join("c.json");
+    fs::write(&p, cfg.to_string()).unwrap();
+    golden("tdx-json-vsock-qgs", &fx, &fx.launch(&p, &["--print"]));
+}
+
+fn refused(out: &std::process::Output, code: i32, needle: &str) {
+    assert_eq!(out.status.code(), Some(code), "stderr: {}", stderr(out));
+    assert!(
+        stderr(out).contains(needle),
+        "expected {needle:?} in: {}",
+        stderr(out)
+    );
+    assert!(stdout(out).is_empty(), "printed an argv despite refusing");
+}
+
+#[test]
+fn refuses_shape_not_in_manifest() {
+    let fx = Fixture::new();
+    let c = fx.config(
+        "c.toml",
+        Some(OWNER),
+        "vcpus = 8\nmemory = \"32G\"\ngpus = [\"0000:17:00.0\"]",
+        8443,
+    );
+    refused(&fx.launch(&c, &["--print"]), 1, "has no entry in");
+    let c = fx.config("c.toml", Some(OWNER), "vcpus = 8\nmemory = \"64G\"", 8443);
+    refused(
+        &fx.launch(&c, &["--print", "--no-tdx"]),
+        1,
+        "0 GPU(s) has no entry",
+    );
+}
+
+#[test]
+fn refuses_missing_image_files() {
+    let fx = Fixture::new();
+    fs::remove_file(fx.dir().join("release/image.initrd")).unwrap();
+    fs::remove_file(fx.dir().join("release/OVMF.fd")).unwrap();
+    let c = fx.config("c.toml", Some(OWNER), VM_1GPU, 8443);
+    refused(&fx.launch(&c, &["--print"]), 1, "image files missing in");
+    refused(&fx.launch(&c, &["--print"]), 1, "OVMF.fd, image.initrd");
+}
+
+#[test]
+fn refuses_missing_or_invalid_owner_address() {
+    let fx = Fixture::new();
+    let c = fx.config("c.toml", None, VM_1GPU, 8443);
+    refused(
+        &fx.launch(&c, &["--print"]),
+        2,
+        "`owner_address` is missing",
+    );
+    // One character changed: the checksum no longer matches.
+    let typo = OWNER.replacen('Q', "R", 1);
+    let c = fx.config("c.toml", Some(&typo), VM_1GPU, 8443);
+    refused(&fx.launch(&c, &["--print"]), 2, "checksum mismatch");
+    let c = fx.config("c.toml", Some("not an address"), VM_1GPU, 8443);
+    refused(&fx.launch(&c, &["--print"]), 2, "field `owner_address`");
+}
+
+#[test]
+fn refuses_bad_config_input() {
+    let fx = Fixture::new();
+    let c = fx.config("c.toml", Some(OWNER), "vcpus = 0\nmemory = \"64G\"", 8443);
+    refused(&fx.launch(&c, &["--print"]), 2, "field `vm.vcpus`");
+    let c = fx.config("c.toml", Some(OWNER), "vcpus = 8\nmemory = \"64Q\"", 8443);
+    refused(&fx.launch(&c, &["--print"]), 2, "field `vm.memory`");
+    let c = fx.config(
+        "c.toml",
+        Some(OWNER),
+        "vcpus = 8\nmemory = \"64G\"\ngpus = [\"17:00\"]",
+        8443,
+    );
+    refused(&fx.launch(&c, &["--print"]), 2, "field `vm.gpus`");
+    let c = fx.config(
+        "c.toml",
+        Some(OWNER),
+        "vcpus = 8\nmemory = \"64G\"\ncolour = 1",
+        8443,
+    );
+    refused(&fx.launch(&c, &["--print"]), 2, "unknown field `colour`");
+    let p = fx.dir().join("trunc.toml");
+    let full = fs::read_to_string(fx.config("c.toml", Some(OWNER), VM_1GPU, 8443)).unwrap();
+    fs::write(&p, &full[..full.len() / 2]).unwrap();
+    assert_eq!(fx.launch(&p, &["--print"]).status.code(), Some(2));
+    let big = fx.dir().join("big.toml");
+    fs::write(&big, "#".repeat(2 << 20)).unwrap();
+    refused(&fx.launch(&big, &["--print"]), 2, "larger than");
+    refused(
+        &fx.launch(&fx.dir().join("nope.toml"), &["--print"]),
+        2,
+        "nope.toml",
+    );
+    let c = fx.config("c.toml", Some(OWNER), VM_1GPU, 8443);
+    refused(
+        &fx.launch(&c, &["--print", "--instance", "1000"]),
+        2,
+        "out of range",
+    );
+    refused(&fx.launch(&c, &["--print", "--instance", "-1"]), 2, "");
+    let c = fx.config("c.toml", Some(OWNER), VM_1GPU, 65535);
+    refused(
+        &fx.launch(&c, &["--print", "--instance", "1"]),
+        2,
+        "passes 65535",
+    );
+}
+
+#[test]
+fn refuses_model_disk_not_matching_root_hash() {
+    let fx = Fixture::new();
+    let c = fx.config("c.toml", Some(OWNER), VM_1GPU, 8443);
+    // Tamper with the top-level hash block of the tree.
+    let v = fx.dir().join("model/model.verity");
+    let mut bytes = fs::read(&v).unwrap();
+    bytes[4096] ^= 1;
+    fs::write(&v, bytes).unwrap();
+    refused(&fx.launch(&c, &["--print"]), 1, "the config names");
+    fs::write(&v, b"garbage").unwrap();
+    refused(
+        &fx.launch(&c, &["--print"]),
+        1,
+        "not a dm-verity hash device",
+    );
+    fs::remove_file(&v).unwrap();
+    refused(&fx.launch(&c, &["--print"]), 1, "model verity tree");
+}
+
+#[test]
+fn refuses_taken_port() {
+    let fx = Fixture::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let c = fx.config("c.toml", Some(OWNER), VM_NOGPU, port - 3);
+    let out = fx.launch(&c, &["--instance", "3"]);
+    refused(&out, 1, &format!("agent port 127.0.0.1:{port} is taken"));
+    // The instance's pid file is released on refusal.
+    assert!(!fx
+        .host
+        .p("/run/cocoon-host/instances/instance-3.pid")
+        .exists());
+    // --print warns but prints.
+    let out = fx.launch(&c, &["--instance", "3", "--print"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("is taken"), "{}", stderr(&out));
+    drop(listener);
+}
+
+#[test]
+fn refuses_taken_instance_cid() {
+    let fx = Fixture::new();
+    let c = fx.config("c.toml", Some(OWNER), VM_NOGPU, free_port_base());
+    fx.host
+        .write("/run/cocoon-host/instances/instance-2.pid", "4242\n");
+    fx.host.mkdir("/proc/4242");
+    refused(
+        &fx.launch(&c, &["--instance", "2"]),
+        1,
+        "instance 2 (guest CID 102) is taken: process 4242",
+    );
+}
+
+#[test]
+fn refuses_gpu_not_on_vfio() {
+    let fx = Fixture::new();
+    fx.host.gpu_on_host_drivers();
+    let c = fx.config("c.toml", Some(OWNER), VM_1GPU, free_port_base());
+    refused(
+        &fx.launch(&c, &[]),
+        1,
+        "run `cocoon-host gpu bind 0000:17:00.0` first",
+    );
+}
+
+/// A base port whose next few ports are free now.
+fn free_port_base() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn runs_qemu_with_the_argv_after_a_stale_lock_and_creates_the_data_disk() {
+    let fx = Fixture::new();
+    let base = free_port_base();
+    let c = fx.config("c.toml", Some(OWNER), VM_1GPU, base);
+    // Stale: pid 4243 has no /proc entry.
+    fx.host
+        .write("/run/cocoon-host/instances/instance-0.pid", "4243\n");
+    let args_file = fx.dir().join("qemu-args");
+    fx.host.program(
+        "qemu-system-x86_64",
+        &format!(
+            "for a in \"$@\"; do printf '%s\\n' \"$a\"; done > '{}'; exit 0",
+            args_file.display()
+        ),
+    );
+    let printed = stdout(&fx.launch(&c, &["--print"]));
+    let out = fx.launch(&c, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("created data disk"));
+    let data = fx.dir().join("data.img");
+    assert_eq!(fs::metadata(&data).unwrap().len(), 100 << 30);
+    let ran = fs::read_to_string(&args_file).unwrap();
+    // Same arguments as --print (which shell-quotes; none here need it except the JSON).
+    let printed_plain: Vec<String> = printed
+        .lines()
+        .skip(1)
+        .map(|l| l.trim_matches('\'').to_string())
+        .collect();
+    assert_eq!(
+        ran.lines().map(String::from).collect::<Vec<_>>(),
+        printed_plain
+    );
+    assert!(!fx
+        .host
+        .p("/run/cocoon-host/instances/instance-0.pid")
+        .exists());
+
+    // QEMU's failure is the launch's exit code.
+    fx.host.program("qemu-system-x86_64", "exit 3");
+    assert_eq!(fx.launch(&c, &[]).status.code(), Some(3));
+}
