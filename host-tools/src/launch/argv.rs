@@ -38,21 +38,38 @@ fn opt(path: &Path) -> String {
     path.display().to_string().replace(',', ",,")
 }
 
+/// The `tdx-guest` object in QEMU's JSON syntax. Structs, not `json!` maps, so the key order
+/// (and with it the argv) does not depend on serde_json's `preserve_order` feature.
 fn tdx_object(qgs: &QgsAddress) -> String {
+    #[derive(serde::Serialize)]
+    #[serde(tag = "type", rename_all = "lowercase")]
+    enum Socket {
+        Unix { path: String },
+        Vsock { cid: String, port: String },
+    }
+    #[derive(serde::Serialize)]
+    struct TdxGuest {
+        #[serde(rename = "qom-type")]
+        qom_type: &'static str,
+        id: &'static str,
+        #[serde(rename = "quote-generation-socket")]
+        socket: Socket,
+    }
     let socket = match qgs {
-        QgsAddress::Unix(p) => {
-            serde_json::json!({"type": "unix", "path": p.display().to_string()})
-        }
-        QgsAddress::Vsock(port) => {
-            serde_json::json!({"type": "vsock", "cid": "2", "port": port.to_string()})
-        }
+        QgsAddress::Unix(p) => Socket::Unix {
+            path: p.display().to_string(),
+        },
+        QgsAddress::Vsock(port) => Socket::Vsock {
+            cid: "2".into(),
+            port: port.to_string(),
+        },
     };
-    serde_json::json!({
-        "qom-type": "tdx-guest",
-        "id": "tdx0",
-        "quote-generation-socket": socket,
-    })
-    .to_string()
+    let object = TdxGuest {
+        qom_type: "tdx-guest",
+        id: "tdx0",
+        socket,
+    };
+    serde_json::to_string(&object).expect("a struct of strings always serialises")
 }
 
 /// Builds the argv (program first). `port` is the instance's host port (see [`host_port`]).
