@@ -41,6 +41,28 @@ pub enum InitrdArgArg {
     Prefix,
 }
 
+/// The library's options for the command-line choices (shared by `compute` and `manifest`).
+pub fn compute_options(
+    mrtd_order: MrtdOrderArg,
+    kernel_header: KernelHeaderArg,
+    initrd_arg: InitrdArgArg,
+) -> ComputeOptions {
+    ComputeOptions {
+        mrtd_order: match mrtd_order {
+            MrtdOrderArg::SinglePass => MrtdOrder::SinglePass,
+            MrtdOrderArg::TwoPass => MrtdOrder::TwoPass,
+        },
+        kernel_header: match kernel_header {
+            KernelHeaderArg::AsFile => KernelHeader::AsFile,
+            KernelHeaderArg::QemuPatched => KernelHeader::QemuPatched,
+        },
+        initrd_arg: match initrd_arg {
+            InitrdArgArg::Suffix => InitrdArg::Suffix,
+            InitrdArgArg::Prefix => InitrdArg::Prefix,
+        },
+    }
+}
+
 /// The boot inputs and model options shared by `compute` and `transcript`.
 #[derive(Args, Debug)]
 pub struct InputArgs {
@@ -145,20 +167,7 @@ impl InputArgs {
             },
             acpi_dir: self.acpi.clone(),
         };
-        let opts = ComputeOptions {
-            mrtd_order: match self.mrtd_order {
-                MrtdOrderArg::SinglePass => MrtdOrder::SinglePass,
-                MrtdOrderArg::TwoPass => MrtdOrder::TwoPass,
-            },
-            kernel_header: match self.kernel_header {
-                KernelHeaderArg::AsFile => KernelHeader::AsFile,
-                KernelHeaderArg::QemuPatched => KernelHeader::QemuPatched,
-            },
-            initrd_arg: match self.initrd_arg {
-                InitrdArgArg::Suffix => InitrdArg::Suffix,
-                InitrdArgArg::Prefix => InitrdArg::Prefix,
-            },
-        };
+        let opts = compute_options(self.mrtd_order, self.kernel_header, self.initrd_arg);
         Ok((inputs, opts))
     }
 

@@ -2,18 +2,17 @@
 //!
 //! Exit status: 0 on success, 2 on bad input, unsigned, tampered or wrongly signed manifests.
 
-use super::compute::{parse_memory, InitrdArgArg, KernelHeaderArg, MrtdOrderArg};
+use super::compute::{compute_options, parse_memory, InitrdArgArg, KernelHeaderArg, MrtdOrderArg};
 use anyhow::{anyhow, bail, Context};
 use base64::Engine as _;
 use clap::{Args, Subcommand};
 use cocoon_measure::acpi::{AcpiBlobs, BLOB_NAMES};
-use cocoon_measure::boot::{self, BootInputs, ComputeOptions, InitrdArg, KernelHeader, VmShape};
+use cocoon_measure::boot::{self, BootInputs, ComputeOptions, VmShape};
 use cocoon_measure::manifest::{
     self, hexser, parse_signing_key, parse_verifying_key, AcpiBlob, ImageFiles, Manifest,
     ReleaseInfo, ShapeBuild, TdPolicy, MAX_MANIFEST_BYTES,
 };
 use cocoon_measure::rtmr3;
-use cocoon_measure::tdvf::MrtdOrder;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -128,20 +127,7 @@ pub struct ImageArgs {
 
 impl ImageArgs {
     pub fn options(&self) -> ComputeOptions {
-        ComputeOptions {
-            mrtd_order: match self.mrtd_order {
-                MrtdOrderArg::SinglePass => MrtdOrder::SinglePass,
-                MrtdOrderArg::TwoPass => MrtdOrder::TwoPass,
-            },
-            kernel_header: match self.kernel_header {
-                KernelHeaderArg::AsFile => KernelHeader::AsFile,
-                KernelHeaderArg::QemuPatched => KernelHeader::QemuPatched,
-            },
-            initrd_arg: match self.initrd_arg {
-                InitrdArgArg::Suffix => InitrdArg::Suffix,
-                InitrdArgArg::Prefix => InitrdArg::Prefix,
-            },
-        }
+        compute_options(self.mrtd_order, self.kernel_header, self.initrd_arg)
     }
 
     pub fn boot_inputs(
