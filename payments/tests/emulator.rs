@@ -43,14 +43,12 @@ fn spend(
 
 #[tokio::test]
 async fn deposits_are_credited_exactly_once_across_overlapping_pages_and_restarts() {
-    let Some(emu) = Emulator::start() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("ledger");
-    let owner = owner_address(1);
-    let p = open(&ledger, &emu.url(), &owner);
+    let Some((w, p)) = World::new(1, "alice") else {
+        return;
+    };
+    let emu = &w.emu;
     p.set_scan_page_size(2); // 7 transactions over pages of 2 that overlap by one
     let to = p.wallet_addresses().deposit;
-    emu.payer("alice", 100 * TON);
     let (a, b) = (account(0xa1), account(0xb2));
     let amounts = [3 * TON, TON, 2 * TON + 7, 5, TON / 2];
     for (i, amt) in amounts.iter().enumerate() {
@@ -77,7 +75,7 @@ async fn deposits_are_credited_exactly_once_across_overlapping_pages_and_restart
     ));
     drop(p);
 
-    let p = open(&ledger, &emu.url(), &owner);
+    let p = w.open();
     p.set_scan_page_size(2);
     let scan = p.poll_deposits().await.unwrap();
     assert_eq!(
@@ -99,21 +97,21 @@ async fn deposits_are_credited_exactly_once_across_overlapping_pages_and_restart
         t.deposits,
         amounts.iter().map(|&x| x as u128).sum::<u128>() + 8 * TON as u128
     );
-    assert_books(&p, &emu);
+    assert_books(&p, emu);
 
     // A later deposit is picked up after the cursor, once.
     emu.deposit("alice", &to, 9, &a.deposit_comment());
     let scan = p.poll_deposits().await.unwrap();
     assert_eq!(scan.credited, vec![(Some(a), 9)]);
-    assert_books(&p, &emu);
+    assert_books(&p, emu);
 }
 
 #[tokio::test]
 async fn debit_is_usage_times_price_and_empty_accounts_get_insufficient_funds() {
-    let Some(emu) = Emulator::start() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let p = open(&dir.path().join("ledger"), &emu.url(), &owner_address(2));
-    let acct = account(1);
+    let Some((w, p)) = World::new(2, "bob") else {
+        return;
+    };
+    let acct = w.acct;
     // Empty (unknown) account.
     match p.authorize(&acct, 1) {
         Err(PaymentsError::InsufficientFunds {
@@ -122,14 +120,7 @@ async fn debit_is_usage_times_price_and_empty_accounts_get_insufficient_funds() 
         }) => {}
         other => panic!("expected InsufficientFunds, got {other:?}"),
     }
-    emu.payer("bob", 10 * TON);
-    emu.deposit(
-        "bob",
-        &p.wallet_addresses().deposit,
-        1_000_000,
-        &acct.deposit_comment(),
-    );
-    p.poll_deposits().await.unwrap();
+    w.fund(&p, 1_000_000).await;
     assert_eq!(p.balance(&acct), 1_000_000);
 
     let req = request(100, 50); // 100 x 1000 + 50 x 3000 = 250_000
@@ -167,23 +158,16 @@ async fn debit_is_usage_times_price_and_empty_accounts_get_insufficient_funds() 
     assert_eq!(p.balance(&acct), 750_000);
     let t = p.totals();
     assert_eq!(t.spent, 250_000);
-    assert_books(&p, &emu);
+    assert_books(&p, &w.emu);
 }
 
 #[tokio::test]
 async fn refund_deploys_the_wallet_and_reaches_the_payer() {
-    let Some(emu) = Emulator::start() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let p = open(&dir.path().join("ledger"), &emu.url(), &owner_address(3));
-    let acct = account(3);
-    let payer = emu.payer("carol", 10 * TON);
-    emu.deposit(
-        "carol",
-        &p.wallet_addresses().deposit,
-        2 * TON,
-        &acct.deposit_comment(),
-    );
-    p.poll_deposits().await.unwrap();
+    let Some((w, p)) = World::new(3, "carol") else {
+        return;
+    };
+    let (emu, acct, payer) = (&w.emu, w.acct, w.payer.clone());
+    w.fund(&p, 2 * TON).await;
     assert_eq!(emu.balance(&p.wallet_addresses().raw).1, "uninit");
     let cost = spend(&p, &acct, 1000, 1000);
 
@@ -216,24 +200,16 @@ async fn refund_deploys_the_wallet_and_reaches_the_payer() {
     let t = p.totals();
     assert_eq!(t.refunded, expected as u128);
     assert_eq!(t.refund_fees, (TON / 100) as u128);
-    assert_books(&p, &emu);
+    assert_books(&p, emu);
 }
 
 #[tokio::test]
 async fn payout_reaches_the_owner_with_the_right_amount() {
-    let Some(emu) = Emulator::start() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let owner = owner_address(4);
-    let p = open(&dir.path().join("ledger"), &emu.url(), &owner);
-    let acct = account(4);
-    emu.payer("dave", 50 * TON);
-    emu.deposit(
-        "dave",
-        &p.wallet_addresses().deposit,
-        5 * TON,
-        &acct.deposit_comment(),
-    );
-    p.poll_deposits().await.unwrap();
+    let Some((w, p)) = World::new(4, "dave") else {
+        return;
+    };
+    let (emu, acct) = (&w.emu, w.acct);
+    w.fund(&p, 5 * TON).await;
     // Below the 1 TON threshold: no automatic payout.
     spend(&p, &acct, 100_000, 0); // 0.1 TON
     assert_eq!(p.payout_if_due().await.unwrap(), None);
@@ -247,10 +223,10 @@ async fn payout_reaches_the_owner_with_the_right_amount() {
         matches!(out.status, TransferStatus::Confirmed { .. }),
         "{out:?}"
     );
-    let owner_in = emu.incoming(&owner);
+    let owner_in = emu.incoming(&w.owner);
     assert_eq!(owner_in.len(), 1);
     assert_eq!(owner_in[0], (p.wallet_addresses().bounceable, out.amount));
-    let (owner_balance, _) = emu.balance(&owner);
+    let (owner_balance, _) = emu.balance(&w.owner);
     assert_eq!(
         owner_balance, out.amount,
         "a fresh address holds exactly what was paid"
@@ -261,7 +237,7 @@ async fn payout_reaches_the_owner_with_the_right_amount() {
         t.earned as i128,
         t.paid_out as i128 + t.chain_fees as i128 + t.payable
     );
-    assert_books(&p, &emu);
+    assert_books(&p, emu);
     // On demand, below the threshold: pays what is above the reserve (here nothing).
     assert!(matches!(
         p.payout_now().await,
@@ -272,20 +248,11 @@ async fn payout_reaches_the_owner_with_the_right_amount() {
 /// Crash after the intent is durable, before sending: on restart the same message is sent.
 #[tokio::test]
 async fn crash_between_intent_and_send_resends_the_same_message() {
-    let Some(emu) = Emulator::start() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("ledger");
-    let owner = owner_address(5);
-    let p = open(&ledger, &emu.url(), &owner);
-    let acct = account(5);
-    emu.payer("erin", 50 * TON);
-    emu.deposit(
-        "erin",
-        &p.wallet_addresses().deposit,
-        4 * TON,
-        &acct.deposit_comment(),
-    );
-    p.poll_deposits().await.unwrap();
+    let Some((w, p)) = World::new(5, "erin") else {
+        return;
+    };
+    let (emu, acct) = (&w.emu, w.acct);
+    w.fund(&p, 4 * TON).await;
     spend(&p, &acct, 0, 1_000_000); // 3 TON
     p.set_crash_point(Some((CrashPoint::AfterIntent, CrashAction::ReturnError)));
     assert!(matches!(
@@ -294,9 +261,9 @@ async fn crash_between_intent_and_send_resends_the_same_message() {
     ));
     let (_, intent) = p.open_intent().unwrap();
     drop(p);
-    assert!(emu.incoming(&owner).is_empty(), "nothing was sent");
+    assert!(emu.incoming(&w.owner).is_empty(), "nothing was sent");
 
-    let p = open(&ledger, &emu.url(), &owner);
+    let p = w.open();
     assert_eq!(p.open_intent().unwrap().1, intent);
     let out = p.reconcile().await.unwrap().unwrap();
     assert!(
@@ -304,31 +271,23 @@ async fn crash_between_intent_and_send_resends_the_same_message() {
         "{out:?}"
     );
     assert_eq!(
-        emu.incoming(&owner),
+        emu.incoming(&w.owner),
         vec![(p.wallet_addresses().bounceable, intent.amount)]
     );
     assert_eq!(p.reconcile().await.unwrap(), None);
-    assert_books(&p, &emu);
+    assert_books(&p, emu);
 }
 
 /// Crash after sending, before recording: on restart the chain shows it was sent; it is
 /// recorded as paid and never sent again.
 #[tokio::test]
 async fn crash_between_send_and_record_is_reconciled_without_a_second_send() {
-    let Some(emu) = Emulator::start() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("ledger");
-    let owner = owner_address(6);
-    let p = open(&ledger, &emu.url(), &owner);
-    let acct = account(6);
-    let payer = emu.payer("frank", 50 * TON);
-    emu.deposit(
-        "frank",
-        &p.wallet_addresses().deposit,
-        4 * TON,
-        &acct.deposit_comment(),
-    );
-    p.poll_deposits().await.unwrap();
+    let Some((w, p)) = World::new(6, "frank") else {
+        return;
+    };
+    let (emu, acct) = (&w.emu, w.acct);
+    let payer = w.payer.clone();
+    w.fund(&p, 4 * TON).await;
     spend(&p, &acct, 0, 500_000); // 1.5 TON
     p.set_crash_point(Some((CrashPoint::AfterSend, CrashAction::ReturnError)));
     assert!(matches!(
@@ -337,7 +296,7 @@ async fn crash_between_send_and_record_is_reconciled_without_a_second_send() {
     ));
     drop(p);
 
-    let p = open(&ledger, &emu.url(), &owner);
+    let p = w.open();
     let (_, intent) = p.open_intent().unwrap();
     let out = p.reconcile().await.unwrap().unwrap();
     assert!(
@@ -358,7 +317,7 @@ async fn crash_between_send_and_record_is_reconciled_without_a_second_send() {
     // Earnings are still owed and paid once.
     let out = p.payout_now().await.unwrap();
     assert!(matches!(out.status, TransferStatus::Confirmed { .. }));
-    assert_books(&p, &emu);
+    assert_books(&p, emu);
     let t = p.totals();
     assert_eq!(
         t.deposits,
@@ -370,20 +329,12 @@ async fn crash_between_send_and_record_is_reconciled_without_a_second_send() {
 /// the next refund goes out once.
 #[tokio::test]
 async fn expired_unsent_intent_is_cancelled_and_nothing_is_lost() {
-    let Some(emu) = Emulator::start() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("ledger");
-    let owner = owner_address(7);
-    let p = open(&ledger, &emu.url(), &owner);
-    let acct = account(7);
-    let payer = emu.payer("gina", 50 * TON);
-    emu.deposit(
-        "gina",
-        &p.wallet_addresses().deposit,
-        3 * TON,
-        &acct.deposit_comment(),
-    );
-    p.poll_deposits().await.unwrap();
+    let Some((w, p)) = World::new(7, "gina") else {
+        return;
+    };
+    let (emu, acct) = (&w.emu, w.acct);
+    let payer = w.payer.clone();
+    w.fund(&p, 3 * TON).await;
     let before = p.balance(&acct);
     p.set_crash_point(Some((CrashPoint::AfterIntent, CrashAction::ReturnError)));
     assert!(p.refund(&acct, &payer).await.is_err());
@@ -391,14 +342,14 @@ async fn expired_unsent_intent_is_cancelled_and_nothing_is_lost() {
     drop(p);
     emu.advance(61); // past valid_until (ttl 60 s)
 
-    let p = open(&ledger, &emu.url(), &owner);
+    let p = w.open();
     let out = p.reconcile().await.unwrap().unwrap();
     assert!(
         matches!(out.status, TransferStatus::Cancelled { .. }),
         "{out:?}"
     );
     assert_eq!(p.balance(&acct), before);
-    assert_books(&p, &emu);
+    assert_books(&p, emu);
     let out = p.refund(&acct, &payer).await.unwrap();
     assert!(matches!(out.status, TransferStatus::Confirmed { .. }));
     let node = p.wallet_addresses().bounceable;
@@ -409,26 +360,18 @@ async fn expired_unsent_intent_is_cancelled_and_nothing_is_lost() {
             .count(),
         1
     );
-    assert_books(&p, &emu);
+    assert_books(&p, emu);
 }
 
 /// The send is lost (API says OK, message never arrives) or applied but answered with a 500:
 /// reconciliation resends or recognises it; either way exactly one transfer.
 #[tokio::test]
 async fn lost_and_ambiguous_sends_end_in_exactly_one_transfer() {
-    let Some(emu) = Emulator::start() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let owner = owner_address(8);
-    let p = open(&dir.path().join("ledger"), &emu.url(), &owner);
-    let acct = account(8);
-    emu.payer("hank", 50 * TON);
-    emu.deposit(
-        "hank",
-        &p.wallet_addresses().deposit,
-        9 * TON,
-        &acct.deposit_comment(),
-    );
-    p.poll_deposits().await.unwrap();
+    let Some((w, p)) = World::new(8, "hank") else {
+        return;
+    };
+    let (emu, acct) = (&w.emu, w.acct);
+    w.fund(&p, 9 * TON).await;
     spend(&p, &acct, 0, 1_000_000);
 
     // Lost: the first sendBoc, the resend inside the same call, and the resend by the next
@@ -445,7 +388,7 @@ async fn lost_and_ambiguous_sends_end_in_exactly_one_transfer() {
         matches!(out.status, TransferStatus::Confirmed { .. }),
         "{out:?}"
     );
-    assert_eq!(emu.incoming(&owner).len(), 1);
+    assert_eq!(emu.incoming(&w.owner).len(), 1);
 
     // Ambiguous: applied, but the API answers 500; the client retries, which the chain
     // rejects (seqno used). The outcome still comes from the chain history.
@@ -456,40 +399,32 @@ async fn lost_and_ambiguous_sends_end_in_exactly_one_transfer() {
         matches!(out.status, TransferStatus::Confirmed { .. }),
         "{out:?}"
     );
-    let paid: Vec<u64> = emu.incoming(&owner).into_iter().map(|(_, v)| v).collect();
+    let paid: Vec<u64> = emu.incoming(&w.owner).into_iter().map(|(_, v)| v).collect();
     assert_eq!(paid.len(), 2);
     assert_eq!(
         p.totals().paid_out,
         paid.iter().map(|&v| v as u128).sum::<u128>()
     );
-    assert_books(&p, &emu);
+    assert_books(&p, emu);
 }
 
 #[tokio::test]
 async fn flaky_and_down_chain_pauses_chain_work_but_never_serving() {
-    let Some(emu) = Emulator::start() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("ledger");
-    let owner = owner_address(9);
-    let p = open(&ledger, &emu.url(), &owner);
-    let acct = account(9);
-    emu.payer("ivy", 50 * TON);
-    emu.deposit(
-        "ivy",
-        &p.wallet_addresses().deposit,
-        TON,
-        &acct.deposit_comment(),
-    );
+    let Some((w, p)) = World::new(9, "ivy") else {
+        return;
+    };
+    let (emu, acct) = (&w.emu, w.acct);
+    w.deposit(&p, TON);
 
     // Flaky: 500s, a 502 HTML page and a hung request are retried with backoff.
     emu.fault("http500", 2, None);
     emu.fault("http502", 1, None);
     emu.fault("timeout", 1, None);
     let p2 = cocoon_payments::Payments::open(
-        &dir.path().join("ledger2"),
+        &w.ledger.with_file_name("ledger2"),
         &cocoon_payments::keys::SimulatedKeyProvider::new("emulator-tests"),
         prices(),
-        payout_config(&owner),
+        payout_config(&w.owner),
         cocoon_payments::ChainConfig {
             request_timeout: Duration::from_millis(500),
             ..chain_config(&emu.url())
@@ -516,9 +451,11 @@ async fn flaky_and_down_chain_pauses_chain_work_but_never_serving() {
     // Serving goes on.
     let cost = spend(&p, &acct, 10, 10);
     assert_eq!(cost, 40_000);
-    drop(emu);
+    let owner = w.owner.clone();
+    drop(w);
 
     // Nothing listening at all.
+    let dir = tempfile::tempdir().unwrap();
     let down = cocoon_payments::Payments::open(
         &dir.path().join("ledger3"),
         &cocoon_payments::keys::SimulatedKeyProvider::new("emulator-tests"),
@@ -542,17 +479,11 @@ async fn flaky_and_down_chain_pauses_chain_work_but_never_serving() {
 
 #[tokio::test]
 async fn malformed_chain_responses_are_rejected_and_change_nothing() {
-    let Some(emu) = Emulator::start() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let p = open(&dir.path().join("ledger"), &emu.url(), &owner_address(10));
-    let acct = account(10);
-    emu.payer("jack", 50 * TON);
-    emu.deposit(
-        "jack",
-        &p.wallet_addresses().deposit,
-        TON,
-        &acct.deposit_comment(),
-    );
+    let Some((w, p)) = World::new(10, "jack") else {
+        return;
+    };
+    let emu = &w.emu;
+    w.deposit(&p, TON);
     for kind in ["malformed", "wrong_shape"] {
         emu.fault(kind, 1, Some("getTransactions"));
         match p.poll_deposits().await {
@@ -577,7 +508,7 @@ async fn malformed_chain_responses_are_rejected_and_change_nothing() {
     ));
     // Healthy again.
     assert_eq!(p.poll_deposits().await.unwrap().credited.len(), 1);
-    assert_books(&p, &emu);
+    assert_books(&p, emu);
 }
 
 #[tokio::test]
@@ -655,37 +586,28 @@ async fn wrong_or_unsigned_external_messages_are_rejected_by_the_chain() {
 
 #[tokio::test]
 async fn torn_ledger_tail_is_truncated_and_the_books_replay_exactly() {
-    let Some(emu) = Emulator::start() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("ledger");
-    let owner = owner_address(13);
-    let p = open(&ledger, &emu.url(), &owner);
-    let acct = account(13);
-    emu.payer("lee", 50 * TON);
-    emu.deposit(
-        "lee",
-        &p.wallet_addresses().deposit,
-        2 * TON,
-        &acct.deposit_comment(),
-    );
-    p.poll_deposits().await.unwrap();
+    let Some((w, p)) = World::new(13, "lee") else {
+        return;
+    };
+    let (emu, acct) = (&w.emu, w.acct);
+    w.fund(&p, 2 * TON).await;
     spend(&p, &acct, 10, 20);
     let totals = p.totals();
     let balance = p.balance(&acct);
     drop(p);
-    let good = std::fs::read(&ledger).unwrap();
+    let good = std::fs::read(&w.ledger).unwrap();
     // A debit torn at every possible length.
-    let p = open(&ledger, &emu.url(), &owner);
+    let p = w.open();
     spend(&p, &acct, 1, 1);
     drop(p);
-    let full = std::fs::read(&ledger).unwrap();
+    let full = std::fs::read(&w.ledger).unwrap();
     for cut in (good.len()..full.len()).step_by(7) {
-        std::fs::write(&ledger, &full[..cut]).unwrap();
-        let p = open(&ledger, &emu.url(), &owner);
+        std::fs::write(&w.ledger, &full[..cut]).unwrap();
+        let p = w.open();
         assert_eq!(p.totals(), totals, "cut at {cut}");
         assert_eq!(p.balance(&acct), balance);
         assert_eq!(
-            std::fs::read(&ledger).unwrap(),
+            std::fs::read(&w.ledger).unwrap(),
             good,
             "truncated back to the last whole record"
         );
@@ -693,12 +615,12 @@ async fn torn_ledger_tail_is_truncated_and_the_books_replay_exactly() {
     // Corruption in the middle is refused, never skipped.
     let mut bad = full.clone();
     bad[20] ^= 0x40;
-    std::fs::write(&ledger, &bad).unwrap();
+    std::fs::write(&w.ledger, &bad).unwrap();
     let err = cocoon_payments::Payments::open(
-        &ledger,
+        &w.ledger,
         &cocoon_payments::keys::SimulatedKeyProvider::new("emulator-tests"),
         prices(),
-        payout_config(&owner),
+        payout_config(&w.owner),
         chain_config(&emu.url()),
     )
     .err()
@@ -718,23 +640,13 @@ async fn child_process_killed_mid_payout_recovers_from_the_ledger() {
         let _ = p.payout_now().await;
         unreachable!("the crash point aborts the process");
     }
-    let Some(emu) = Emulator::start() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("ledger");
-    let owner = owner_address(14);
-    {
-        let p = open(&ledger, &emu.url(), &owner);
-        let acct = account(14);
-        emu.payer("mia", 50 * TON);
-        emu.deposit(
-            "mia",
-            &p.wallet_addresses().deposit,
-            4 * TON,
-            &acct.deposit_comment(),
-        );
-        p.poll_deposits().await.unwrap();
-        spend(&p, &acct, 0, 1_000_000);
-    }
+    let Some((w, p)) = World::new(14, "mia") else {
+        return;
+    };
+    let emu = &w.emu;
+    w.fund(&p, 4 * TON).await;
+    spend(&p, &w.acct, 0, 1_000_000);
+    drop(p);
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -743,12 +655,12 @@ async fn child_process_killed_mid_payout_recovers_from_the_ledger() {
         ])
         .env(
             "COCOON_PAYMENTS_CHILD",
-            format!("{}|{}|{}", ledger.display(), emu.url(), owner),
+            format!("{}|{}|{}", w.ledger.display(), emu.url(), w.owner),
         )
         .status()
         .unwrap();
     assert!(!status.success(), "the child must have died");
-    let p = open(&ledger, &emu.url(), &owner);
+    let p = w.open();
     let (_, intent) = p.open_intent().expect("intent survived the crash");
     let out = p.reconcile().await.unwrap().unwrap();
     assert!(
@@ -756,10 +668,10 @@ async fn child_process_killed_mid_payout_recovers_from_the_ledger() {
         "{out:?}"
     );
     assert_eq!(
-        emu.incoming(&owner),
+        emu.incoming(&w.owner),
         vec![(p.wallet_addresses().bounceable, intent.amount)]
     );
-    assert_books(&p, &emu);
+    assert_books(&p, emu);
 }
 
 #[tokio::test]

@@ -247,3 +247,58 @@ pub fn assert_books(p: &Payments, emu: &Emulator) {
     let expected = t.deposits - t.paid_out - t.refunded - t.chain_fees;
     assert_eq!(u128::from(bal), expected, "wallet balance vs ledger: {t:?}");
 }
+
+/// One test's world: a fresh emulator, a ledger path in a temp dir, the account `account(tag)`
+/// and a payer wallet named `payer_name` holding 50 TON. The node itself ([`World::open`]) is
+/// kept apart so a test can drop it (a crash) and open it again (a restart).
+pub struct World {
+    pub emu: Emulator,
+    pub ledger: PathBuf,
+    pub owner: String,
+    pub acct: AccountId,
+    pub payer_name: &'static str,
+    /// The payer wallet's address.
+    pub payer: String,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    /// The world and its node, opened; `None` when the emulator is skipped (outside CI only).
+    pub fn new(tag: u8, payer_name: &'static str) -> Option<(World, Payments)> {
+        let emu = Emulator::start()?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let payer = emu.payer(payer_name, 50 * TON);
+        let w = World {
+            ledger: dir.path().join("ledger"),
+            owner: owner_address(tag),
+            acct: account(tag),
+            emu,
+            payer_name,
+            payer,
+            _dir: dir,
+        };
+        let p = w.open();
+        Some((w, p))
+    }
+
+    /// Opens the node on this world's ledger, as a (re)started node does.
+    pub fn open(&self) -> Payments {
+        open(&self.ledger, &self.emu.url(), &self.owner)
+    }
+
+    /// The payer sends `amount` to the node's deposit address for this world's account.
+    pub fn deposit(&self, p: &Payments, amount: u64) {
+        self.emu.deposit(
+            self.payer_name,
+            &p.wallet_addresses().deposit,
+            amount,
+            &self.acct.deposit_comment(),
+        );
+    }
+
+    /// Deposits `amount` and lets the node credit it.
+    pub async fn fund(&self, p: &Payments, amount: u64) {
+        self.deposit(p, amount);
+        p.poll_deposits().await.expect("polling deposits");
+    }
+}
