@@ -13,12 +13,15 @@ use cocoon_host::launch::{self, config::LaunchConfig, Mode};
 use cocoon_host::pci::Bdf;
 use cocoon_host::root::HostRoot;
 use cocoon_host::runner::SystemRunner;
-use cocoon_host::{check, model_pack};
+use cocoon_host::{check, keys, model_pack};
+
+mod release_cli;
+use release_cli::{run_measure, run_publish, MeasureArgs, PublishArgs};
 
 /// Host tool for GPU owners running a COCOON confidential worker (Intel TDX VM with an NVIDIA
 /// GPU passed through).
 ///
-/// Not implemented yet: `measure`/`publish` (publishing expected measurements),
+/// Not implemented yet: `acpi capture` (capturing QEMU's ACPI blobs for a shape),
 /// `verify-running`, and `status`/`logs` over vsock.
 #[derive(Parser)]
 #[command(name = "cocoon-host", version)]
@@ -68,7 +71,18 @@ enum Command {
         /// verifier accepts.
         #[arg(long)]
         no_tdx: bool,
+        /// Public key (64 hex digits, from `cocoon-measure keygen`) that must have signed the
+        /// manifest. Without it the manifest's form and consistency are checked, not who
+        /// signed it.
+        #[arg(long, value_name = "FILE")]
+        pubkey: Option<PathBuf>,
     },
+    /// The MRTD and RTMR0-2 (with --rtmr3-events also RTMR3 and the identity hashes) a TD of
+    /// one VM shape will report when `launch` starts it with these release files.
+    Measure(Box<MeasureArgs>),
+    /// Compute the measurements of each VM shape, build a manifest, sign it with the release
+    /// key, write it, and verify the written file.
+    Publish(Box<PublishArgs>),
     /// Model disks for the worker.
     Model {
         #[command(subcommand)]
@@ -278,16 +292,39 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             instance,
             print,
             no_tdx,
+            pubkey,
         } => {
             let cfg =
                 LaunchConfig::load(&config).map_err(|e| usage(launch::LaunchError::Config(e)))?;
+            let key = pubkey
+                .as_deref()
+                .map(keys::read_verifying_key)
+                .transpose()
+                .map_err(usage)?;
             let state_dir = cli
                 .state_dir
                 .or_else(|| cfg.state_dir.clone())
                 .unwrap_or(default_state);
             let mode = if no_tdx { Mode::SimulatedTd } else { Mode::Tdx };
-            let prepared = launch::prepare(cfg, instance, mode, cocoon_host::check::software::QEMU)
-                .map_err(launch_failure)?;
+            let prepared = launch::prepare(
+                cfg,
+                instance,
+                mode,
+                cocoon_host::check::software::QEMU,
+                key.as_ref(),
+            )
+            .map_err(launch_failure)?;
+            eprintln!(
+                "manifest release {}, shape {} ({}){}",
+                prepared.release,
+                prepared.shape_name,
+                prepared.boot.shape,
+                if prepared.signature_checked {
+                    ", signature verified"
+                } else {
+                    "; signature NOT checked (no --pubkey)"
+                }
+            );
             if mode == Mode::SimulatedTd {
                 eprintln!("WARNING: --no-tdx: this VM is NOT confidential; it runs a SIMULATED TD for development");
             }
@@ -301,6 +338,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let code = launch::run(&prepared, &root, &state_dir).map_err(launch_failure)?;
             Ok(u8::try_from(code).unwrap_or(1))
         }
+        Command::Measure(a) => run_measure(*a),
+        Command::Publish(a) => run_publish(*a),
         Command::Model {
             command: ModelCommand::Pack { model, out, json },
         } => {
@@ -318,12 +357,26 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
+/// The error and its causes, joined with ": ", leaving out a cause whose text the message
+/// already contains (many errors here show their source in their own message).
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
-            eprintln!("error: {:#}", f.error);
+            eprintln!("error: {}", error_text(&f.error));
             ExitCode::from(f.code)
         }
     }

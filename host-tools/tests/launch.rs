@@ -48,14 +48,7 @@ impl Fixture {
         )
         .unwrap();
         fs::create_dir_all(d.join("worker-config")).unwrap();
-        fs::write(
-            d.join("manifest.json"),
-            r#"{"version":1,"shapes":[
-                {"cpus":8,"memory_bytes":68719476736,"gpus":1},
-                {"cpus":16,"memory_bytes":137438953472,"gpus":2},
-                {"cpus":4,"memory_bytes":17179869184,"gpus":0}]}"#,
-        )
-        .unwrap();
+        fs::write(d.join("manifest.json"), f.manifest(None)).unwrap();
         let mut gguf = b"GGUF".to_vec();
         gguf.extend((0..20_000u32).map(|i| (i * 7 % 251) as u8));
         fs::write(d.join("tiny.gguf"), gguf).unwrap();
@@ -68,6 +61,19 @@ impl Fixture {
 
     fn dir(&self) -> PathBuf {
         self.host.dir.path().join("w")
+    }
+
+    /// A manifest for the release files in `release/` with the three shapes the configs use.
+    fn manifest(&self, key: Option<&ed25519_dalek::SigningKey>) -> String {
+        synthetic_manifest(
+            &self.dir().join("release"),
+            &[
+                ("c8-m64g-g1", 8, 64 << 30, 1),
+                ("c16-m128g-g2", 16, 128 << 30, 2),
+                ("c4-m16g", 4, 16 << 30, 0),
+            ],
+            key,
+        )
     }
 
     /// Writes a TOML config; `vm` and `extra` are spliced in.
@@ -381,4 +387,141 @@ fn runs_qemu_with_the_argv_after_a_stale_lock_and_creates_the_data_disk() {
     // QEMU's failure is the launch's exit code.
     fx.host.program("qemu-system-x86_64", "exit 3");
     assert_eq!(fx.launch(&c, &[]).status.code(), Some(3));
+}
+
+#[test]
+fn checks_the_manifest_signature_with_pubkey() {
+    let fx = Fixture::new();
+    let (_, public, key) = write_keypair(&fx.dir(), "release.key", 3);
+    let (_, other_public, _) = write_keypair(&fx.dir(), "other.key", 4);
+    let c = fx.config("c.toml", Some(OWNER), VM_1GPU, 8443);
+    let pubkey = public.to_str().unwrap();
+
+    // Unsigned: accepted without a key (with a warning), refused with one.
+    let out = fx.launch(&c, &["--print"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("signature NOT checked"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("shape c8-m64g-g1"),
+        "{}",
+        stderr(&out)
+    );
+    refused(
+        &fx.launch(&c, &["--print", "--pubkey", pubkey]),
+        1,
+        "manifest is not signed",
+    );
+
+    fs::write(fx.dir().join("manifest.json"), fx.manifest(Some(&key))).unwrap();
+    let out = fx.launch(&c, &["--print", "--pubkey", pubkey]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("signature verified"),
+        "{}",
+        stderr(&out)
+    );
+    // Same argv as without the key: the signature changes nothing in the VM.
+    assert_eq!(stdout(&out), stdout(&fx.launch(&c, &["--print"])));
+
+    refused(
+        &fx.launch(&c, &["--print", "--pubkey", other_public.to_str().unwrap()]),
+        1,
+        "not by the expected key",
+    );
+    // A bad key file is bad input.
+    fs::write(fx.dir().join("bad.pub"), "not a key\n").unwrap();
+    refused(
+        &fx.launch(
+            &c,
+            &[
+                "--print",
+                "--pubkey",
+                fx.dir().join("bad.pub").to_str().unwrap(),
+            ],
+        ),
+        2,
+        "public key",
+    );
+    refused(
+        &fx.launch(
+            &c,
+            &[
+                "--print",
+                "--pubkey",
+                fx.dir().join("none.pub").to_str().unwrap(),
+            ],
+        ),
+        2,
+        "none.pub",
+    );
+}
+
+#[test]
+fn refuses_a_tampered_manifest() {
+    let fx = Fixture::new();
+    let (_, public, key) = write_keypair(&fx.dir(), "release.key", 5);
+    let c = fx.config("c.toml", Some(OWNER), VM_1GPU, 8443);
+    let signed = fx.manifest(Some(&key));
+    let path = fx.dir().join("manifest.json");
+    // Change the memory of the 8-vCPU shape to 32 GiB, keeping the JSON canonical.
+    let edited = signed.replacen("68719476736", "34359738368", 1);
+    assert_ne!(edited, signed);
+    fs::write(&path, &edited).unwrap();
+    refused(
+        &fx.launch(&c, &["--print", "--pubkey", public.to_str().unwrap()]),
+        1,
+        "signature is invalid",
+    );
+    // Reformatted (no longer canonical): refused even without a key.
+    let v: serde_json::Value = serde_json::from_str(&signed).unwrap();
+    fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    refused(&fx.launch(&c, &["--print"]), 1, "not in canonical form");
+    // A register that no longer matches its events.
+    let body: serde_json::Value = v["manifest"].clone();
+    let rtmr1 = body["shapes"][0]["registers"]["rtmr1"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let flipped = format!(
+        "{}{}",
+        if rtmr1.starts_with('0') { "1" } else { "0" },
+        &rtmr1[1..]
+    );
+    fs::write(&path, signed.replace(&rtmr1, &flipped)).unwrap();
+    refused(&fx.launch(&c, &["--print"]), 1, "manifest field");
+    // Truncated, empty, oversized.
+    fs::write(&path, &signed[..signed.len() / 2]).unwrap();
+    refused(&fx.launch(&c, &["--print"]), 1, "not valid JSON");
+    fs::write(&path, "").unwrap();
+    refused(&fx.launch(&c, &["--print"]), 1, "manifest");
+    let f = fs::File::create(&path).unwrap();
+    f.set_len(64 * 1024 * 1024 + 1).unwrap();
+    refused(&fx.launch(&c, &["--print"]), 1, "larger than");
+    fs::remove_file(&path).unwrap();
+    refused(&fx.launch(&c, &["--print"]), 1, "manifest.json");
+}
+
+#[test]
+fn refuses_image_files_that_are_not_the_manifests_release() {
+    let fx = Fixture::new();
+    let c = fx.config("c.toml", Some(OWNER), VM_1GPU, 8443);
+    let release = fx.dir().join("release");
+    fs::write(release.join("image.vmlinuz"), "another kernel").unwrap();
+    refused(&fx.launch(&c, &["--print"]), 1, "kernel");
+    refused(&fx.launch(&c, &["--print"]), 1, "is not the release of");
+    fs::write(release.join("image.vmlinuz"), "kernel").unwrap();
+    fs::write(release.join("image.cmdline"), "console=ttyS0 quiet\n").unwrap();
+    refused(
+        &fx.launch(&c, &["--print"]),
+        1,
+        "differs from the manifest's",
+    );
+    fs::write(release.join("image.cmdline"), "a\nb\n").unwrap();
+    refused(&fx.launch(&c, &["--print"]), 1, "single line");
+    fs::write(release.join("image.cmdline"), "x".repeat(3000)).unwrap();
+    refused(&fx.launch(&c, &["--print"]), 1, "2047-byte limit");
 }

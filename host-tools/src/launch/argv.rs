@@ -1,12 +1,13 @@
 //! The QEMU command line for one worker instance. A pure function of the validated config, the
-//! instance number, the mode and the kernel command line, so golden tests pin it exactly.
+//! instance number, the mode and the [`BootSpec`] (firmware, kernel, initrd, `-append` string
+//! and VM shape: the same value `measure` computes registers from), so golden tests pin it
+//! exactly.
 //!
 //! Per instance N: guest CID `GUEST_CID_BASE + N`, host port `agent.port + N`, name
 //! `cocoon-worker-N`.
 
-use std::path::Path;
-
 use super::config::{LaunchConfig, QgsAddress};
+use crate::boot::{qemu_opt as opt, BootSpec};
 
 /// Guest CIDs 0-2 are reserved (hypervisor, local, host); instances start well above them.
 pub const GUEST_CID_BASE: u32 = 100;
@@ -31,11 +32,6 @@ pub fn guest_cid(instance: u32) -> u32 {
 /// The host port of the agent for `instance`, `None` when it would pass 65535.
 pub fn host_port(cfg: &LaunchConfig, instance: u32) -> Option<u16> {
     u16::try_from(u32::from(cfg.agent_port) + instance).ok()
-}
-
-/// QEMU option values separate with commas; a literal comma is written twice.
-fn opt(path: &Path) -> String {
-    path.display().to_string().replace(',', ",,")
 }
 
 /// The `tdx-guest` object in QEMU's JSON syntax. Structs, not `json!` maps, so the key order
@@ -72,18 +68,28 @@ fn tdx_object(qgs: &QgsAddress) -> String {
     serde_json::to_string(&object).expect("a struct of strings always serialises")
 }
 
-/// Builds the argv (program first). `port` is the instance's host port (see [`host_port`]).
+/// The `-append` string of `mode` for the image's command line.
+pub fn append_for(mode: Mode, kernel_cmdline: &str) -> String {
+    match mode {
+        Mode::Tdx => kernel_cmdline.to_string(),
+        Mode::SimulatedTd if kernel_cmdline.is_empty() => SIMULATED_TD_SWITCH.to_string(),
+        Mode::SimulatedTd => format!("{kernel_cmdline} {SIMULATED_TD_SWITCH}"),
+    }
+}
+
+/// Builds the argv (program first). `port` is the instance's host port (see [`host_port`]);
+/// `boot` carries `-smp`, `-m`, `-bios`, `-kernel`, `-initrd` and `-append` (built with
+/// [`append_for`] for `mode`).
 pub fn build(
     qemu: &str,
     cfg: &LaunchConfig,
     instance: u32,
     port: u16,
     mode: Mode,
-    kernel_cmdline: &str,
+    boot: &BootSpec,
 ) -> Vec<String> {
     let name = format!("cocoon-worker-{instance}");
-    let mem_mib = cfg.memory_bytes >> 20;
-    let image = |f: &str| opt(&cfg.image_dir.join(f));
+    let mem_mib = boot.shape.memory_mib();
     let mut a: Vec<String> = Vec::new();
     let mut push = |parts: &[&str]| a.extend(parts.iter().map(|s| s.to_string()));
 
@@ -114,20 +120,8 @@ pub fn build(
         "-object",
         &format!("memory-backend-memfd,id=ram0,size={mem_mib}M"),
     ]);
-    push(&["-smp", &cfg.vcpus.to_string(), "-m", &format!("{mem_mib}M")]);
-    push(&["-bios", &image("OVMF.fd")]);
-    push(&[
-        "-kernel",
-        &image("image.vmlinuz"),
-        "-initrd",
-        &image("image.initrd"),
-    ]);
-    let append = match mode {
-        Mode::Tdx => kernel_cmdline.to_string(),
-        Mode::SimulatedTd if kernel_cmdline.is_empty() => SIMULATED_TD_SWITCH.to_string(),
-        Mode::SimulatedTd => format!("{kernel_cmdline} {SIMULATED_TD_SWITCH}"),
-    };
-    push(&["-append", &append]);
+    a.extend(boot.qemu_args());
+    let mut push = |parts: &[&str]| a.extend(parts.iter().map(|s| s.to_string()));
     push(&[
         "-device",
         &format!("vhost-vsock-pci,guest-cid={}", guest_cid(instance)),

@@ -1,9 +1,9 @@
 //! The launch config (TOML, or JSON when the file name ends in `.json`), validated into
 //! [`LaunchConfig`]. Relative paths are taken relative to the config file's directory.
 //!
-//! Invariants of a [`LaunchConfig`]: the owner address is a valid TON address; 1..=MAX_VCPUS
-//! vCPUs; memory a whole number of MiB, at least 1 GiB; GPU addresses well-formed and distinct;
-//! the model root hash 32 bytes of hex; ports non-zero.
+//! Invariants of a [`LaunchConfig`]: the owner address is a valid TON address; the VM shape is
+//! valid ([`VmShape::new`]) and its GPU count is the number of GPU addresses, which are
+//! well-formed and distinct; the model root hash 32 bytes of hex; ports non-zero.
 
 use std::fs;
 use std::io::Read;
@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::boot::{ShapeError, VmShape};
 use crate::pci::Bdf;
 use crate::ton_address::TonAddress;
 
 /// Configs are a page of text; anything bigger is refused before parsing.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
-pub const MAX_VCPUS: u32 = 512;
 pub const DEFAULT_QGS_SOCKET: &str = "/var/run/tdx-qgs/qgs.socket";
 pub const DEFAULT_GUEST_PORT: u16 = 8443;
 
@@ -132,8 +132,8 @@ pub struct LaunchConfig {
     pub manifest: PathBuf,
     pub state_dir: Option<PathBuf>,
     pub image_dir: PathBuf,
-    pub vcpus: u32,
-    pub memory_bytes: u64,
+    /// vCPUs, memory and `gpus.len()`.
+    pub shape: VmShape,
     pub gpus: Vec<Bdf>,
     pub data_disk: PathBuf,
     pub data_disk_bytes: u64,
@@ -227,24 +227,12 @@ impl LaunchConfig {
                 format!("{owner_text:?} is not a TON address: {e}"),
             )
         })?;
-        if raw.vm.vcpus == 0 || raw.vm.vcpus > MAX_VCPUS {
-            return Err(invalid(
-                "vm.vcpus",
-                format!("{} is not in 1..={MAX_VCPUS}", raw.vm.vcpus),
-            ));
-        }
         let memory_bytes = size_of(&raw.vm.memory).ok_or_else(|| {
             invalid(
                 "vm.memory",
                 format!("{:?} is not a size like 64G", raw.vm.memory),
             )
         })?;
-        if memory_bytes < (1 << 30) || memory_bytes % (1 << 20) != 0 {
-            return Err(invalid(
-                "vm.memory",
-                format!("{memory_bytes} bytes: must be at least 1 GiB and a whole number of MiB"),
-            ));
-        }
         let mut gpus: Vec<Bdf> = Vec::new();
         for g in &raw.vm.gpus {
             let bdf: Bdf = g.parse().map_err(|e| invalid("vm.gpus", format!("{e}")))?;
@@ -253,6 +241,15 @@ impl LaunchConfig {
             }
             gpus.push(bdf);
         }
+        let gpu_count = u32::try_from(gpus.len()).unwrap_or(u32::MAX);
+        let shape = VmShape::new(raw.vm.vcpus, memory_bytes, gpu_count).map_err(|e| {
+            let field = match e {
+                ShapeError::Cpus(_) => "vm.vcpus",
+                ShapeError::Memory(_) => "vm.memory",
+                ShapeError::Gpus(_) => "vm.gpus",
+            };
+            invalid(field, e.to_string())
+        })?;
         let data_disk_bytes = size_of(&raw.data_disk.size)
             .filter(|&b| b > 0 && b % 512 == 0)
             .ok_or_else(|| {
@@ -297,8 +294,7 @@ impl LaunchConfig {
             manifest: resolve(&raw.manifest),
             state_dir: raw.state_dir.as_deref().map(resolve),
             image_dir: resolve(&raw.image.dir),
-            vcpus: raw.vm.vcpus,
-            memory_bytes,
+            shape,
             gpus,
             data_disk: resolve(&raw.data_disk.path),
             data_disk_bytes,

@@ -2,34 +2,43 @@
 //! manifest, build the QEMU argv, and run it (or print it).
 //!
 //! Refusals, in order: config invalid (missing/invalid owner address, bad sizes, ...), instance
-//! out of range, VM shape not in the manifest, image files missing, bad kernel cmdline, model
-//! disk or verity tree missing or not matching the configured root hash, config share missing.
+//! out of range, manifest unreadable, inconsistent or (with a public key) not signed by that
+//! key, VM shape not in the manifest, image files missing, bad kernel cmdline, image files or
+//! cmdline not the manifest's, model disk or verity tree missing or not matching the configured
+//! root hash, config share missing.
 //! When actually launching, also: instance (CID) taken, agent port taken, GPU not on vfio-pci.
 
 pub mod argv;
 pub mod config;
 pub mod instance;
 pub mod quote;
-pub mod shapes;
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Read};
+use std::fs::OpenOptions;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use cocoon_measure::manifest::Manifest;
+use ed25519_dalek::VerifyingKey;
+
+use crate::boot::{read_cmdline, BootSpec, CmdlineError, VmShape};
+use crate::manifest::{self as mf, ImageMismatch, ManifestError};
 use crate::pci::{self, Bdf, PciError};
 use crate::root::HostRoot;
 use crate::verity::{self, VerityError};
 pub use argv::Mode;
 use config::{ConfigError, LaunchConfig};
 use instance::InstanceError;
-use shapes::{ManifestError, Shape};
 
 /// Instances 0..=MAX_INSTANCE; keeps CIDs and ports in a sane range.
 pub const MAX_INSTANCE: u32 = 999;
 /// The release files direct kernel boot needs, in the image directory.
 pub const IMAGE_FILES: [&str; 4] = ["OVMF.fd", "image.vmlinuz", "image.initrd", "image.cmdline"];
-pub const MAX_CMDLINE: usize = 4096;
+
+/// The release files of an image directory, by [`IMAGE_FILES`] name.
+pub fn image_paths(dir: &Path) -> [PathBuf; 4] {
+    IMAGE_FILES.map(|f| dir.join(f))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
@@ -41,18 +50,25 @@ pub enum LaunchError {
     PortRange { base: u16, instance: u32 },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
-    #[error("VM shape {cpus} vCPUs, {memory_bytes} bytes memory, {gpus} GPU(s) has no entry in {manifest}, so its measurements are unknown and verifiers would reject the worker; shapes listed: {listed}")]
+    #[error("VM shape {shape} has no entry in {manifest}, so its measurements are unknown and verifiers would reject the worker; shapes listed: {listed}")]
     ShapeNotInManifest {
-        cpus: u32,
-        memory_bytes: u64,
-        gpus: u32,
+        shape: VmShape,
         manifest: PathBuf,
         listed: String,
     },
     #[error("image files missing in {dir}: {missing}")]
     MissingImageFiles { dir: PathBuf, missing: String },
-    #[error("{path}: {reason}")]
-    BadCmdline { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Cmdline(#[from] CmdlineError),
+    #[error("kernel command line for {mode:?}: {reason}")]
+    BadCmdline { mode: Mode, reason: String },
+    #[error("image {dir} is not the release of {manifest}: {source}")]
+    ImageMismatch {
+        dir: PathBuf,
+        manifest: PathBuf,
+        #[source]
+        source: Box<ImageMismatch>,
+    },
     #[error("{what} {path} is missing")]
     MissingFile { what: &'static str, path: PathBuf },
     #[error("model disk: {0}")]
@@ -100,67 +116,21 @@ pub struct Prepared {
     pub instance: u32,
     pub cid: u32,
     pub port: u16,
+    /// What the argv boots; `measure` computes registers from the same value.
+    pub boot: BootSpec,
+    /// Name of the manifest entry for the VM shape.
+    pub shape_name: String,
+    /// The manifest's release version.
+    pub release: String,
+    /// Whether the manifest's signature was checked (`--pubkey` given).
+    pub signature_checked: bool,
     pub argv: Vec<String>,
 }
 
-fn shape_matches(cfg: &LaunchConfig, shapes: &[Shape]) -> bool {
-    let gpus = cfg.gpus.len() as u64;
-    shapes.iter().any(|s| {
-        s.cpus == cfg.vcpus && s.memory_bytes == cfg.memory_bytes && u64::from(s.gpus) == gpus
-    })
-}
-
-fn read_cmdline(path: &Path) -> Result<String, LaunchError> {
-    let bad = |reason: String| LaunchError::BadCmdline {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let mut bytes = Vec::new();
-    fs::File::open(path)
-        .and_then(|f| f.take(MAX_CMDLINE as u64 + 1).read_to_end(&mut bytes))
-        .map_err(|source| LaunchError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    if bytes.len() > MAX_CMDLINE {
-        return Err(bad(format!("longer than {MAX_CMDLINE} bytes")));
-    }
-    let text = String::from_utf8(bytes).map_err(|_| bad("not UTF-8".into()))?;
-    let line = text.strip_suffix('\n').unwrap_or(&text);
-    if line.contains(['\n', '\0']) {
-        return Err(bad("must be a single line".into()));
-    }
-    Ok(line.to_string())
-}
-
-/// Everything that can be checked without claiming resources.
-pub fn prepare(
-    cfg: LaunchConfig,
-    instance: u32,
-    mode: Mode,
-    qemu: &str,
-) -> Result<Prepared, LaunchError> {
-    if instance > MAX_INSTANCE {
-        return Err(LaunchError::BadInstance(instance));
-    }
-    let port = argv::host_port(&cfg, instance).ok_or(LaunchError::PortRange {
-        base: cfg.agent_port,
-        instance,
-    })?;
-    let shapes = shapes::read_shapes(&cfg.manifest)?;
-    if !shape_matches(&cfg, &shapes) {
-        return Err(LaunchError::ShapeNotInManifest {
-            cpus: cfg.vcpus,
-            memory_bytes: cfg.memory_bytes,
-            gpus: cfg.gpus.len() as u32,
-            manifest: cfg.manifest.clone(),
-            listed: shapes
-                .iter()
-                .map(|s| format!("{}cpu/{}B/{}gpu", s.cpus, s.memory_bytes, s.gpus))
-                .collect::<Vec<_>>()
-                .join(", "),
-        });
-    }
+/// The production (TDX) boot of a config's image: the image files exist and the command line
+/// is valid. `launch` runs it (with [`argv::append_for`] applied for `--no-tdx`) and `measure
+/// --config` measures it, so both see the same files and shape.
+pub fn release_boot(cfg: &LaunchConfig) -> Result<BootSpec, LaunchError> {
     let missing: Vec<&str> = IMAGE_FILES
         .iter()
         .copied()
@@ -172,7 +142,53 @@ pub fn prepare(
             missing: missing.join(", "),
         });
     }
-    let cmdline = read_cmdline(&cfg.image_dir.join("image.cmdline"))?;
+    let [firmware, kernel, initrd, cmdline_file] = image_paths(&cfg.image_dir);
+    let cmdline = read_cmdline(&cmdline_file)?;
+    BootSpec::new(firmware, kernel, initrd, cmdline, cfg.shape).map_err(|reason| {
+        LaunchError::BadCmdline {
+            mode: Mode::Tdx,
+            reason,
+        }
+    })
+}
+
+/// Everything that can be checked without claiming resources. With `pubkey`, the manifest must
+/// be signed by that key; without it only its form and consistency are checked.
+pub fn prepare(
+    cfg: LaunchConfig,
+    instance: u32,
+    mode: Mode,
+    qemu: &str,
+    pubkey: Option<&VerifyingKey>,
+) -> Result<Prepared, LaunchError> {
+    if instance > MAX_INSTANCE {
+        return Err(LaunchError::BadInstance(instance));
+    }
+    let port = argv::host_port(&cfg, instance).ok_or(LaunchError::PortRange {
+        base: cfg.agent_port,
+        instance,
+    })?;
+    let manifest: Manifest = mf::load(&cfg.manifest, pubkey)?;
+    let entry =
+        mf::shape_entry(&manifest, &cfg.shape).ok_or_else(|| LaunchError::ShapeNotInManifest {
+            shape: cfg.shape,
+            manifest: cfg.manifest.clone(),
+            listed: mf::list_shapes(&manifest),
+        })?;
+    let release = release_boot(&cfg)?;
+    mf::check_image(&manifest, &release).map_err(|source| LaunchError::ImageMismatch {
+        dir: cfg.image_dir.clone(),
+        manifest: cfg.manifest.clone(),
+        source: Box::new(source),
+    })?;
+    let boot = BootSpec::new(
+        release.firmware.clone(),
+        release.kernel.clone(),
+        release.initrd.clone(),
+        argv::append_for(mode, release.cmdline()),
+        cfg.shape,
+    )
+    .map_err(|reason| LaunchError::BadCmdline { mode, reason })?;
     for (what, path) in [
         ("model disk", &cfg.model_disk),
         ("model verity tree", &cfg.model_verity),
@@ -198,12 +214,16 @@ pub fn prepare(
             path: cfg.config_share.clone(),
         });
     }
-    let argv = argv::build(qemu, &cfg, instance, port, mode, &cmdline);
+    let argv = argv::build(qemu, &cfg, instance, port, mode, &boot);
     Ok(Prepared {
         cid: argv::guest_cid(instance),
+        shape_name: entry.name.clone(),
+        release: manifest.body.release.clone(),
+        signature_checked: pubkey.is_some(),
         config: cfg,
         instance,
         port,
+        boot,
         argv,
     })
 }

@@ -283,3 +283,104 @@ impl SysfsWriter for FakeKernel {
         Ok(())
     }
 }
+
+/// A manifest consistent in itself (events replay to the registers) for the image files in
+/// `image_dir` (OVMF.fd, image.vmlinuz, image.initrd, image.cmdline) and the given shapes
+/// `(name, cpus, memory_bytes, gpus)`, signed with `key` when given. The register values are
+/// synthetic: launch only checks form, signature, shape and the image files' digests.
+pub fn synthetic_manifest(
+    image_dir: &Path,
+    shapes: &[(&str, u32, u64, u32)],
+    key: Option<&ed25519_dalek::SigningKey>,
+) -> String {
+    use cocoon_measure::boot::{BootMeasurements, VmShape};
+    use cocoon_measure::manifest::{self, ImageFiles, Manifest, ReleaseInfo, ShapeBuild};
+    use cocoon_measure::{replay, sha384, Event, Rtmr};
+    use sha2::{Digest, Sha256};
+
+    let sha = |f: &str| -> [u8; 32] { Sha256::digest(fs::read(image_dir.join(f)).unwrap()).into() };
+    let cmdline = fs::read_to_string(image_dir.join("image.cmdline")).unwrap();
+    let builds = shapes
+        .iter()
+        .map(|&(name, cpus, memory_bytes, gpus)| {
+            let events: Vec<Event> = [
+                (Rtmr::Rtmr0, "acpi"),
+                (Rtmr::Rtmr1, "kernel"),
+                (Rtmr::Rtmr2, "cmdline"),
+            ]
+            .into_iter()
+            .map(|(rtmr, source)| Event {
+                rtmr,
+                event_type: 0x8000_0001,
+                digest: sha384(format!("{name}/{source}").as_bytes()),
+                description: format!("synthetic {source} event"),
+                source,
+            })
+            .collect();
+            let regs = replay(&events);
+            ShapeBuild {
+                name: name.to_string(),
+                shape: VmShape {
+                    cpus,
+                    memory_bytes,
+                    gpus,
+                },
+                acpi: Vec::new(),
+                measurements: BootMeasurements {
+                    mrtd: [0x11; 48],
+                    rtmr0: Some(regs[0].value()),
+                    rtmr1: regs[1].value(),
+                    rtmr2: regs[2].value(),
+                    events,
+                },
+            }
+        })
+        .collect();
+    let body = manifest::build(
+        ReleaseInfo {
+            release: "1.0.0-test".into(),
+            commit: "0123456789abcdef".into(),
+            td: Default::default(),
+        },
+        ImageFiles {
+            firmware_sha256: sha("OVMF.fd"),
+            kernel_sha256: sha("image.vmlinuz"),
+            initrd_sha256: Some(sha("image.initrd")),
+            cmdline: cmdline.trim_end_matches('\n').to_string(),
+        },
+        builds,
+        None,
+    )
+    .unwrap();
+    let mut m = Manifest {
+        body,
+        signature: None,
+    };
+    if let Some(k) = key {
+        m.sign(k);
+    }
+    m.to_json()
+}
+
+/// Writes an Ed25519 key pair as `cocoon-measure keygen` does (private key mode 0600).
+pub fn write_keypair(
+    dir: &Path,
+    name: &str,
+    seed: u8,
+) -> (PathBuf, PathBuf, ed25519_dalek::SigningKey) {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+    let private = dir.join(name);
+    let public = dir.join(format!("{name}.pub"));
+    fs::write(&private, format!("{}\n", hex_encode(&[seed; 32]))).unwrap();
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(
+        &public,
+        format!("{}\n", hex_encode(&key.verifying_key().to_bytes())),
+    )
+    .unwrap();
+    (private, public, key)
+}
+
+pub fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
