@@ -11,7 +11,6 @@
 pub mod boot;
 pub mod check;
 pub mod gpu;
-pub mod keys;
 pub mod launch;
 pub mod manifest;
 pub mod measure;

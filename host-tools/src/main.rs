@@ -13,7 +13,7 @@ use cocoon_host::launch::{self, config::LaunchConfig, Mode};
 use cocoon_host::pci::Bdf;
 use cocoon_host::root::HostRoot;
 use cocoon_host::runner::SystemRunner;
-use cocoon_host::{check, keys, model_pack};
+use cocoon_host::{check, model_pack};
 
 mod release_cli;
 use release_cli::{run_measure, run_publish, MeasureArgs, PublishArgs};
@@ -298,7 +298,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 LaunchConfig::load(&config).map_err(|e| usage(launch::LaunchError::Config(e)))?;
             let key = pubkey
                 .as_deref()
-                .map(keys::read_verifying_key)
+                .map(cocoon_measure::manifest::keyfile::read_verifying_key)
                 .transpose()
                 .map_err(usage)?;
             let state_dir = cli

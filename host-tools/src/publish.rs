@@ -5,15 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
-use cocoon_measure::acpi::{AcpiBlobs, AcpiError, BLOB_NAMES};
+use cocoon_measure::acpi::{AcpiBlobs, AcpiError};
 use cocoon_measure::boot::{self, MeasureError};
 use cocoon_measure::manifest::{
     self, AcpiBlob, ImageFiles, Manifest, ManifestBody, ReleaseInfo, ShapeBuild, TdPolicy,
 };
 use cocoon_measure::rtmr3::Rtmr3Event;
 use ed25519_dalek::SigningKey;
-use sha2::{Digest, Sha256};
 
 use crate::boot::BootSpec;
 use crate::manifest::{load, sha256_file, write_atomic, ManifestError};
@@ -73,18 +71,7 @@ pub enum PublishError {
 }
 
 fn acpi_blobs(dir: &Path, embed: bool) -> Result<Vec<AcpiBlob>, AcpiError> {
-    let blobs = AcpiBlobs::load(dir)?;
-    let data = [&blobs.table_loader, &blobs.rsdp, &blobs.tables];
-    Ok(BLOB_NAMES
-        .iter()
-        .zip(data)
-        .map(|(name, bytes)| AcpiBlob {
-            name: name.to_string(),
-            size: bytes.len() as u64,
-            sha256: Sha256::digest(bytes).into(),
-            data_base64: embed.then(|| base64::engine::general_purpose::STANDARD.encode(bytes)),
-        })
-        .collect())
+    Ok(AcpiBlob::entries(&AcpiBlobs::load(dir)?, embed))
 }
 
 /// Computes every shape and builds the (unsigned) manifest body.

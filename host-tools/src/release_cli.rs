@@ -8,7 +8,7 @@ use cocoon_host::boot::{read_cmdline, BootSpec, VmShape};
 use cocoon_host::launch;
 use cocoon_host::launch::config::{parse_size, LaunchConfig};
 use cocoon_host::shapes_file::{self, NamedShape};
-use cocoon_host::{keys, measure, publish};
+use cocoon_host::{measure, publish};
 use cocoon_measure::manifest::TdPolicy;
 use cocoon_measure::rtmr3::{self, Rtmr3Event};
 
@@ -217,7 +217,7 @@ pub fn run_publish(a: PublishArgs) -> Result<u8, Failure> {
             list
         }
     };
-    let key = keys::read_signing_key(&a.key).map_err(usage)?;
+    let key = cocoon_measure::manifest::keyfile::read_signing_key(&a.key).map_err(usage)?;
     let (firmware, kernel, initrd, cmdline) = boot_files(&a.files)?;
     let release = publish::Release {
         release: a.release,

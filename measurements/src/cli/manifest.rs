@@ -4,13 +4,12 @@
 
 use super::compute::{compute_options, parse_memory, InitrdArgArg, KernelHeaderArg, MrtdOrderArg};
 use anyhow::{anyhow, bail, Context};
-use base64::Engine as _;
 use clap::{Args, Subcommand};
-use cocoon_measure::acpi::{AcpiBlobs, BLOB_NAMES};
+use cocoon_measure::acpi::AcpiBlobs;
 use cocoon_measure::boot::{self, BootInputs, ComputeOptions, VmShape};
 use cocoon_measure::manifest::{
-    self, hexser, parse_signing_key, parse_verifying_key, AcpiBlob, ImageFiles, Manifest,
-    ReleaseInfo, ShapeBuild, TdPolicy, MAX_MANIFEST_BYTES,
+    self, hexser, keyfile, AcpiBlob, ImageFiles, Manifest, ReleaseInfo, ShapeBuild, TdPolicy,
+    MAX_MANIFEST_BYTES,
 };
 use cocoon_measure::rtmr3;
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -66,30 +65,11 @@ fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
 
 /// Reads a private key file, refusing one that others can read.
 pub(crate) fn read_signing_key(path: &Path) -> anyhow::Result<SigningKey> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .with_context(|| format!("cannot read private key {}", path.display()))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            bail!(
-                "private key {} is accessible by group or others (mode {:o}); run chmod 600 on it",
-                path.display(),
-                mode & 0o777
-            );
-        }
-    }
-    let text = String::from_utf8(read_limited(path, 1024, "private key")?)
-        .map_err(|_| anyhow!("private key {} is not text", path.display()))?;
-    parse_signing_key(&text).with_context(|| format!("private key {}", path.display()))
+    Ok(keyfile::read_signing_key(path)?)
 }
 
 pub(crate) fn read_verifying_key(path: &Path) -> anyhow::Result<VerifyingKey> {
-    let text = String::from_utf8(read_limited(path, 1024, "public key")?)
-        .map_err(|_| anyhow!("public key {} is not text", path.display()))?;
-    parse_verifying_key(&text).with_context(|| format!("public key {}", path.display()))
+    Ok(keyfile::read_verifying_key(path)?)
 }
 
 fn read_manifest(path: &Path) -> anyhow::Result<Manifest> {
@@ -318,17 +298,7 @@ fn sha256_file(path: &Path, what: &str) -> anyhow::Result<[u8; 32]> {
 fn acpi_blobs(dir: &Path, embed: bool) -> anyhow::Result<Vec<AcpiBlob>> {
     let blobs =
         AcpiBlobs::load(dir).with_context(|| format!("ACPI directory {}", dir.display()))?;
-    let data = [&blobs.table_loader, &blobs.rsdp, &blobs.tables];
-    Ok(BLOB_NAMES
-        .iter()
-        .zip(data)
-        .map(|(name, bytes)| AcpiBlob {
-            name: name.to_string(),
-            size: bytes.len() as u64,
-            sha256: Sha256::digest(bytes).into(),
-            data_base64: embed.then(|| base64::engine::general_purpose::STANDARD.encode(bytes)),
-        })
-        .collect())
+    Ok(AcpiBlob::entries(&blobs, embed))
 }
 
 fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {

@@ -19,6 +19,7 @@
 
 mod build;
 pub mod hexser;
+pub mod keyfile;
 mod sign;
 mod validate;
 
@@ -161,6 +162,26 @@ pub struct AcpiBlob {
     pub sha256: [u8; 32],
     /// The blob itself, standard base64, when embedded.
     pub data_base64: Option<String>,
+}
+
+impl AcpiBlob {
+    /// The manifest entries of QEMU's three blobs, in [`crate::acpi::BLOB_NAMES`] order, with
+    /// the blobs themselves embedded when `embed` is set.
+    pub fn entries(blobs: &crate::acpi::AcpiBlobs, embed: bool) -> Vec<AcpiBlob> {
+        use base64::Engine as _;
+        use sha2::{Digest, Sha256};
+        let data = [&blobs.table_loader, &blobs.rsdp, &blobs.tables];
+        crate::acpi::BLOB_NAMES
+            .iter()
+            .zip(data)
+            .map(|(name, bytes)| AcpiBlob {
+                name: name.to_string(),
+                size: bytes.len() as u64,
+                sha256: Sha256::digest(bytes).into(),
+                data_base64: embed.then(|| base64::engine::general_purpose::STANDARD.encode(bytes)),
+            })
+            .collect()
+    }
 }
 
 /// The full register set a quote must report.

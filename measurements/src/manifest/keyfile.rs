@@ -1,12 +1,14 @@
 //! Reading the Ed25519 key files of `cocoon-measure keygen` (64 lowercase hex digits and a
-//! newline). A private key file readable by group or others is refused, as `cocoon-measure
-//! manifest sign` does: a leaked release key lets anyone publish measurements.
+//! newline), for every tool that signs or checks manifests.
+//!
+//! Invariant: a private key file readable by group or others is refused; a leaked release key
+//! lets anyone publish measurements.
 
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use cocoon_measure::manifest::{parse_signing_key, parse_verifying_key};
+use super::{parse_signing_key, parse_verifying_key};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
 /// A key file is one line; anything longer is not a key file.
