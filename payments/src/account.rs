@@ -80,7 +80,7 @@ impl Serialize for AccountId {
 
 impl<'de> Deserialize<'de> for AccountId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <&str>::deserialize(d)?;
+        let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
     }
 }

@@ -8,8 +8,8 @@ pub mod h32 {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
-        let s = <&str>::deserialize(d)?;
-        super::decode_fixed::<32>(s).map_err(D::Error::custom)
+        let s = String::deserialize(d)?;
+        super::decode_fixed::<32>(&s).map_err(D::Error::custom)
     }
 }
 
@@ -21,8 +21,8 @@ pub mod h64 {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
-        let s = <&str>::deserialize(d)?;
-        super::decode_fixed::<64>(s).map_err(D::Error::custom)
+        let s = String::deserialize(d)?;
+        super::decode_fixed::<64>(&s).map_err(D::Error::custom)
     }
 }
 

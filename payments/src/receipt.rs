@@ -268,6 +268,19 @@ mod tests {
     fn malformed_receipt_json_is_rejected() {
         let key = NodeKey::from_seed([7; 32]);
         let json = serde_json::to_value(body().sign(&key)).unwrap();
+        // The untouched value reads back (from a `Value`, not only from text) and verifies,
+        // so the refusals below are about the edits.
+        let back = serde_json::from_value::<Receipt>(json.clone()).unwrap();
+        back.verify(&key.public_key()).unwrap();
+        let escaped = serde_json::to_string(&json)
+            .unwrap()
+            .replacen("\"account\":\"", "\"account\":\"\\u0030", 1)
+            .replacen("\\u00300", "\\u0030", 1);
+        let from_escaped: Receipt = serde_json::from_str(&escaped).unwrap();
+        assert_eq!(
+            from_escaped, back,
+            "JSON escapes in hex fields are accepted"
+        );
         let mut v = json.clone();
         v["signature"] = "00".into();
         assert!(serde_json::from_value::<Receipt>(v).is_err());
