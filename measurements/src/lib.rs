@@ -11,6 +11,7 @@ pub mod identity;
 pub mod manifest;
 pub mod pe;
 pub mod quote;
+pub mod ratls;
 pub mod register;
 pub mod rtmr3;
 pub mod td_hob;

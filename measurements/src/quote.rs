@@ -127,6 +127,12 @@ pub fn read_root_ca(path: &Path) -> Result<Vec<u8>, QuoteError> {
     Ok(data)
 }
 
+/// Checks a quote's size bounds and length framing, as [`verify_quote`] does first; for callers
+/// that parse the quote before verifying it (e.g. to pick collateral).
+pub fn check_quote_size(quote: &[u8]) -> Result<(), QuoteError> {
+    check_size(quote)
+}
+
 fn check_size(quote: &[u8]) -> Result<(), QuoteError> {
     let len = quote.len();
     if len < MIN_QUOTE_LEN {

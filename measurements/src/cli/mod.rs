@@ -4,6 +4,7 @@
 
 mod compute;
 mod eventlog;
+mod gateway;
 mod keygen;
 mod manifest;
 mod quote;
@@ -35,6 +36,16 @@ enum Command {
     Manifest(manifest::ManifestCommand),
     /// Create an Ed25519 key pair for signing manifests.
     Keygen(keygen::KeygenArgs),
+    /// Local plain-HTTP proxy that forwards only to a worker whose RA-TLS attestation verifies.
+    ///
+    /// Ordinary clients (e.g. an OpenAI SDK with base_url http://127.0.0.1:PORT/v1) talk plain
+    /// HTTP to the gateway; it forwards each request over TLS 1.3 to --upstream, but only after
+    /// the worker's certificate proved a TDX quote bound to its key, measurements matching a
+    /// shape of the signed manifest, and RTMR3 events matching its measured config. Otherwise
+    /// the client gets HTTP 502 with
+    /// {"error":{"type":"attestation_refused","message":"<reason>"}} and nothing is forwarded.
+    /// Responses stream through unbuffered; verified connections are reused.
+    Gateway(gateway::GatewayArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -45,5 +56,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eventlog(c) => eventlog::run(c),
         Command::Manifest(c) => manifest::run(c),
         Command::Keygen(a) => keygen::run(a),
+        Command::Gateway(a) => gateway::run(a),
     }
 }
