@@ -56,9 +56,12 @@ run_load() {
 }
 
 PORT=18777
+# No TDX here: the agent attests through a simulated TD; both servers are then compared over
+# plain HTTP on loopback (RA-TLS handshakes have their own benchmark in measurements/benches).
+TD_DIR=$(mktemp -d)
 "$AGENT" serve --model "$MODEL" --model-sha256 "$SHA" --listen 127.0.0.1:$PORT --ctx "$CTX" \
-  --parallel "$PARALLEL" --threads "$THREADS" 2>/dev/null >/dev/null & PID=$!
-trap 'kill $PID 2>/dev/null || true' EXIT
+  --parallel "$PARALLEL" --threads "$THREADS" --simulated-td "$TD_DIR" 2>/dev/null >/dev/null & PID=$!
+trap 'kill $PID 2>/dev/null || true; rm -rf "$TD_DIR"' EXIT
 wait_ready http://127.0.0.1:$PORT
 run_load http://127.0.0.1:$PORT cocoon-agent
 kill $PID; wait $PID 2>/dev/null || true

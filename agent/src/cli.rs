@@ -1,9 +1,14 @@
 //! Command-line interface.
 
+use crate::attest::client_auth::{ClientPolicy, ClientPolicyFiles};
+use crate::attest::td::TdSelection;
+use crate::attest::tls::{ClientAuth, TlsConfig};
+use crate::attest::AttestConfig;
 use crate::config::RawServe;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -12,9 +17,10 @@ use std::path::PathBuf;
     about = "COCOON worker guest agent: confidential LLM inference over an OpenAI-compatible API",
     long_about = "COCOON worker guest agent: serves LLM inference (llama.cpp) over an \
 OpenAI-compatible HTTP API: POST /v1/chat/completions, POST /v1/completions (streaming and not), \
-GET /v1/models, GET /healthz, GET /metrics.\n\nNot implemented yet: TDX attestation, the RA-TLS \
-listener and payments. The plain HTTP listener only binds loopback addresses and is meant for \
-local development."
+GET /v1/models, GET /healthz, GET /metrics.\n\nAt start the agent measures its configuration, \
+model and mode into RTMR3 and serves remote clients over RA-TLS (--tls-listen): TLS 1.3 with a \
+certificate carrying a TD quote bound to its key. The plain HTTP listener (--listen) only binds \
+loopback addresses and is meant for local development."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -24,9 +30,157 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve a GGUF model pinned by its SHA-256.
-    Serve(ServeArgs),
-    /// Serve the bundled Gemma 3 270M model on 127.0.0.1:8080 and print how to query it.
+    Serve(Box<ServeArgs>),
+    /// Serve the bundled Gemma 3 270M model from a SIMULATED TD, over RA-TLS on
+    /// 127.0.0.1:8443 and plain HTTP on 127.0.0.1:8080, and print how to query it.
     Demo(DemoArgs),
+    /// Write what a verifier on the host needs to accept a SIMULATED TD of a seed: the mock
+    /// DCAP root CA (root-ca.der), quote collateral (collateral.json) and a manifest of the
+    /// simulated TD's registers (manifest.json) signed by a throwaway key (manifest-key.pub).
+    SimulatedPki(SimulatedPkiArgs),
+}
+
+/// Where the agent's TD evidence comes from.
+#[derive(Debug, Args, Clone)]
+pub struct TdArgs {
+    /// TD interface: `linux` (configfs-tsm and the tdx_guest measurement attributes; fails
+    /// outside a TDX guest).
+    #[arg(long, value_enum, default_value_t = TdKind::Linux, conflicts_with = "simulated_td")]
+    pub td: TdKind,
+    /// Run a SIMULATED TD in DIR instead (development and tests only: nothing is confidential,
+    /// quotes chain to a mock root and the mode "simulated" is measured into RTMR3).
+    #[arg(long, value_name = "DIR")]
+    pub simulated_td: Option<PathBuf>,
+    /// Seed of the simulated TD's mock PKI and default MRTD.
+    #[arg(long, default_value_t = 1, requires = "simulated_td")]
+    pub simulated_seed: u64,
+    /// JSON file {"mrtd","rtmr0","rtmr1","rtmr2"} (hex) presetting the simulated TD's MRTD and
+    /// RTMR0-2, e.g. to the values a manifest pins for a VM shape.
+    #[arg(long, value_name = "FILE", requires = "simulated_td")]
+    pub simulated_registers: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TdKind {
+    Linux,
+}
+
+impl TdArgs {
+    pub fn selection(&self) -> TdSelection {
+        match (&self.simulated_td, self.td) {
+            (Some(dir), _) => TdSelection::Simulated {
+                dir: dir.clone(),
+                seed: self.simulated_seed,
+                registers: self.simulated_registers.clone(),
+            },
+            (None, TdKind::Linux) => TdSelection::Linux,
+        }
+    }
+}
+
+/// The RA-TLS listener.
+#[derive(Debug, Args, Clone)]
+pub struct TlsArgs {
+    /// RA-TLS listen address (TLS 1.3, attested certificate; any address).
+    #[arg(long, value_name = "ADDR")]
+    pub tls_listen: Option<SocketAddr>,
+    /// Validity of each RA-TLS certificate (e.g. 90s, 30m, 1h); renewed at 2/3 of it.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub cert_lifetime: Duration,
+    /// Client authentication on the RA-TLS listener.
+    #[arg(long, value_enum, default_value_t = ClientAuthArg::None, requires = "tls_listen")]
+    pub tls_client_auth: ClientAuthArg,
+    /// With `--tls-client-auth ratls`: the signed manifest client certificates must match.
+    #[arg(long, value_name = "FILE", required_if_eq("tls_client_auth", "ratls"))]
+    pub client_manifest: Option<PathBuf>,
+    /// With `--tls-client-auth ratls`: the Ed25519 public key (hex) that signed it.
+    #[arg(long, value_name = "FILE", required_if_eq("tls_client_auth", "ratls"))]
+    pub client_manifest_key: Option<PathBuf>,
+    /// With `--tls-client-auth ratls`: DCAP collateral JSON (dcap-qvl QuoteCollateralV3) for
+    /// the clients' quotes.
+    #[arg(long, value_name = "FILE", required_if_eq("tls_client_auth", "ratls"))]
+    pub client_collateral: Option<PathBuf>,
+    /// With `--tls-client-auth ratls`: also accept SIMULATED clients whose quotes chain to this
+    /// mock root CA (DER). Tests only.
+    #[arg(long, value_name = "FILE", requires = "client_manifest")]
+    pub client_simulated_root_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClientAuthArg {
+    /// Any TLS client.
+    None,
+    /// Mutual RA-TLS: clients must present an RA-TLS certificate accepted against
+    /// --client-manifest.
+    Ratls,
+}
+
+impl TlsArgs {
+    /// The RA-TLS listener, loading the client policy files for `--tls-client-auth ratls`.
+    pub fn config(&self) -> Result<Option<TlsConfig>, crate::attest::AttestError> {
+        let Some(listen) = self.tls_listen else {
+            return Ok(None);
+        };
+        let client_auth = match self.tls_client_auth {
+            ClientAuthArg::None => ClientAuth::None,
+            ClientAuthArg::Ratls => {
+                let missing = |flag: &str| {
+                    crate::attest::AttestError::ClientPolicy(format!("{flag} is required"))
+                };
+                let files = ClientPolicyFiles {
+                    manifest: self
+                        .client_manifest
+                        .clone()
+                        .ok_or_else(|| missing("--client-manifest"))?,
+                    manifest_key: self
+                        .client_manifest_key
+                        .clone()
+                        .ok_or_else(|| missing("--client-manifest-key"))?,
+                    collateral: self
+                        .client_collateral
+                        .clone()
+                        .ok_or_else(|| missing("--client-collateral"))?,
+                    simulated_root_ca: self.client_simulated_root_ca.clone(),
+                };
+                ClientAuth::Ratls(std::sync::Arc::new(ClientPolicy::load(&files)?))
+            }
+        };
+        Ok(Some(TlsConfig {
+            listen,
+            cert_lifetime: self.cert_lifetime,
+            client_auth,
+        }))
+    }
+}
+
+/// Parses `N`, `Ns`, `Nm` or `Nh` (whole numbers).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a whole number with an optional s, m or h"))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("{text:?}: unit must be s, m or h")),
+    };
+    n.checked_mul(scale)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?}: too large"))
+}
+
+#[derive(Debug, Args)]
+pub struct SimulatedPkiArgs {
+    /// Seed of the simulated TD (as given to --simulated-seed).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Output directory (created if needed).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// Engine sizing, shared by `serve` and `demo`.
@@ -77,11 +231,30 @@ pub struct ServeArgs {
     /// The model id clients pass as `model` [default: the file name without .gguf].
     #[arg(long)]
     pub model_id: Option<String>,
-    /// Plain HTTP listen address (loopback only; port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    /// Plain HTTP listen address (loopback only; port 0 picks a free port). At least one of
+    /// --listen and --tls-listen is required.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
+    pub td: TdArgs,
+    #[command(flatten)]
+    pub billing: BillingArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+/// Prepaid accounts and TON payments.
+#[derive(Debug, Args, Clone)]
+pub struct BillingArgs {
+    /// Charge prepaid accounts for tokens: a JSON file with prices, payout, chain endpoint,
+    /// ledger and wallet key paths (see docs/payments.md). Without it the agent serves free.
+    #[arg(long, value_name = "FILE")]
+    pub billing: Option<PathBuf>,
+    /// How often to poll the chain for deposits, reconcile transfers and pay out (e.g. 10s, 1m).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, requires = "billing")]
+    pub billing_period: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -89,8 +262,34 @@ pub struct DemoArgs {
     /// Plain HTTP listen address (loopback only).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// RA-TLS listen address.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub tls_listen: SocketAddr,
+    /// Seed of the demo's simulated TD.
+    #[arg(long, default_value_t = 1)]
+    pub simulated_seed: u64,
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+impl ServeArgs {
+    /// The validated configuration `serve` runs with.
+    pub fn into_config(self) -> Result<crate::config::ServeConfig, crate::config::ConfigError> {
+        let attest = AttestConfig {
+            td: self.td.selection(),
+            tls: self.tls.config()?,
+        };
+        self.engine
+            .into_raw(
+                self.model,
+                self.model_sha256,
+                self.model_id,
+                self.listen,
+                attest,
+            )
+            .with_billing(self.billing.billing, self.billing.billing_period)
+            .validate()
+    }
 }
 
 impl EngineArgs {
@@ -99,13 +298,15 @@ impl EngineArgs {
         model: PathBuf,
         model_sha256: String,
         model_id: Option<String>,
-        listen: SocketAddr,
+        listen: Option<SocketAddr>,
+        attest: AttestConfig,
     ) -> RawServe {
         RawServe {
             model,
             model_sha256,
             model_id,
             listen,
+            attest,
             ctx: self.ctx,
             parallel: self.parallel,
             threads: self.threads,
@@ -116,6 +317,25 @@ impl EngineArgs {
             max_connections: self.max_connections,
             chat_template: self.chat_template,
             gpu_layers: self.gpu_layers,
+            billing: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_parse_with_units_and_refuse_garbage() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "h", "1d", "1.5h", "-1s", "1 h", "99999999999999999999s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_duration(&format!("{}h", u64::MAX / 60)).is_err());
     }
 }

@@ -13,6 +13,12 @@ pub enum ConfigError {
          loopback address (127.0.0.0/8 or ::1); remote clients will use the RA-TLS listener"
     )]
     NotLoopback(SocketAddr),
+    #[error("no listener: give --tls-listen ADDR (RA-TLS) and/or --listen 127.0.0.1:PORT (plain HTTP, loopback only)")]
+    NoListener,
+    #[error(transparent)]
+    ClientAuth(#[from] crate::attest::AttestError),
+    #[error("--cert-lifetime {value}s is outside {min}s..={max}s (verifiers refuse longer validity periods)")]
+    CertLifetime { value: u64, min: u64, max: u64 },
     #[error("--{flag} must be at least {min}, got {value}")]
     TooSmall {
         flag: &'static str,
@@ -23,15 +29,22 @@ pub enum ConfigError {
     NoModelId(PathBuf),
     #[error(transparent)]
     Digest(#[from] crate::integrity::IntegrityError),
+    #[error(transparent)]
+    Billing(#[from] crate::billing::BillingConfigError),
 }
 
 /// Everything `serve` needs.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    pub listen: SocketAddr,
+    /// The plain HTTP listener (loopback only), if any.
+    pub listen: Option<SocketAddr>,
+    /// TD selection and the RA-TLS listener.
+    pub attest: crate::attest::AttestConfig,
     pub model_sha256: [u8; 32],
     pub engine: EngineConfig,
     pub api: ApiConfig,
+    /// Prepaid accounts and payments (`--billing FILE`); `None` serves for free.
+    pub billing: Option<crate::billing::BillingConfig>,
 }
 
 /// Raw values as given on the command line.
@@ -40,7 +53,8 @@ pub struct RawServe {
     pub model: PathBuf,
     pub model_sha256: String,
     pub model_id: Option<String>,
-    pub listen: SocketAddr,
+    pub listen: Option<SocketAddr>,
+    pub attest: crate::attest::AttestConfig,
     pub ctx: u32,
     pub parallel: u32,
     pub threads: Option<u32>,
@@ -51,6 +65,8 @@ pub struct RawServe {
     pub max_connections: usize,
     pub chat_template: Option<String>,
     pub gpu_layers: u32,
+    /// `--billing FILE` and `--billing-period`, loaded by [`RawServe::validate`].
+    pub billing: Option<crate::billing::config::BillingSource>,
 }
 
 fn at_least(flag: &'static str, value: u64, min: u64) -> Result<(), ConfigError> {
@@ -68,9 +84,28 @@ pub fn model_id_from_path(path: &Path) -> Option<String> {
 }
 
 impl RawServe {
+    /// Turns billing on with the settings in `file` (chain work every `period`).
+    pub fn with_billing(mut self, file: Option<PathBuf>, period: Duration) -> RawServe {
+        self.billing = file.map(|file| crate::billing::config::BillingSource { file, period });
+        self
+    }
+
     pub fn validate(self) -> Result<ServeConfig, ConfigError> {
-        if !self.listen.ip().is_loopback() {
-            return Err(ConfigError::NotLoopback(self.listen));
+        if let Some(listen) = self.listen.filter(|l| !l.ip().is_loopback()) {
+            return Err(ConfigError::NotLoopback(listen));
+        }
+        if self.listen.is_none() && self.attest.tls.is_none() {
+            return Err(ConfigError::NoListener);
+        }
+        if let Some(tls) = &self.attest.tls {
+            use crate::attest::tls::{MAX_CERT_LIFETIME, MIN_CERT_LIFETIME};
+            if !(MIN_CERT_LIFETIME..=MAX_CERT_LIFETIME).contains(&tls.cert_lifetime) {
+                return Err(ConfigError::CertLifetime {
+                    value: tls.cert_lifetime.as_secs(),
+                    min: MIN_CERT_LIFETIME.as_secs(),
+                    max: MAX_CERT_LIFETIME.as_secs(),
+                });
+            }
         }
         at_least("ctx", u64::from(self.ctx), 16)?;
         at_least("parallel", u64::from(self.parallel), 1)?;
@@ -91,8 +126,14 @@ impl RawServe {
                 .unwrap_or(2)
         });
         at_least("threads", u64::from(threads), 1)?;
+        let billing = match &self.billing {
+            Some(b) => Some(crate::billing::BillingConfig::load(&b.file, b.period)?),
+            None => None,
+        };
         Ok(ServeConfig {
+            billing,
             listen: self.listen,
+            attest: self.attest,
             model_sha256,
             engine: EngineConfig {
                 model_path: self.model,
@@ -123,7 +164,11 @@ mod tests {
             model: "/m/gemma.gguf".into(),
             model_sha256: "00".repeat(32),
             model_id: None,
-            listen: "127.0.0.1:8080".parse().unwrap(),
+            listen: Some("127.0.0.1:8080".parse().unwrap()),
+            attest: crate::attest::AttestConfig {
+                td: crate::attest::td::TdSelection::Linux,
+                tls: None,
+            },
             ctx: 2048,
             parallel: 4,
             threads: Some(2),
@@ -134,6 +179,7 @@ mod tests {
             max_connections: 16,
             chat_template: None,
             gpu_layers: 0,
+            billing: None,
         }
     }
 
@@ -141,14 +187,40 @@ mod tests {
     fn loopback_only_for_plain_http() {
         assert!(raw().validate().is_ok());
         let mut r = raw();
-        r.listen = "[::1]:80".parse().unwrap();
+        r.listen = Some("[::1]:80".parse().unwrap());
         assert!(r.validate().is_ok());
         for addr in ["0.0.0.0:8080", "10.1.2.3:8080", "[::]:8080"] {
             let mut r = raw();
-            r.listen = addr.parse().unwrap();
+            r.listen = Some(addr.parse().unwrap());
             assert!(
                 matches!(r.validate(), Err(ConfigError::NotLoopback(_))),
                 "{addr}"
+            );
+        }
+    }
+
+    #[test]
+    fn listeners_and_certificate_lifetime() {
+        use crate::attest::tls::{ClientAuth, TlsConfig};
+        let tls = |secs| {
+            Some(TlsConfig {
+                listen: "0.0.0.0:8443".parse().unwrap(),
+                cert_lifetime: Duration::from_secs(secs),
+                client_auth: ClientAuth::None,
+            })
+        };
+        let mut r = raw();
+        r.listen = None;
+        assert!(matches!(r.clone().validate(), Err(ConfigError::NoListener)));
+        // The RA-TLS listener may bind any address, and alone suffices.
+        r.attest.tls = tls(3600);
+        let c = r.clone().validate().unwrap();
+        assert!(c.listen.is_none());
+        for bad in [0, 2, 24 * 3600] {
+            r.attest.tls = tls(bad);
+            assert!(
+                matches!(r.clone().validate(), Err(ConfigError::CertLifetime { .. })),
+                "{bad}"
             );
         }
     }

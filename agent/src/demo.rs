@@ -1,6 +1,7 @@
 //! `cocoon-agent demo`: the bundled Gemma 3 270M model, served locally, with usage instructions.
 
 use anyhow::{bail, Context, Result};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The demo model: `$COCOON_MODEL`, else the path printed by the repository's
@@ -38,13 +39,43 @@ pub fn model_path() -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The banner printed once the server is listening.
-pub fn instructions(base: &str, model_id: &str, sha256: &str) -> String {
+/// What the demo banner describes.
+#[derive(Debug)]
+pub struct Banner<'a> {
+    /// The plain loopback listener.
+    pub plain: Option<SocketAddr>,
+    /// The RA-TLS listener.
+    pub tls: SocketAddr,
+    pub model_id: &'a str,
+    pub sha256: &'a str,
+    /// The simulated TD's directory.
+    pub td_dir: &'a Path,
+    pub seed: u64,
+}
+
+/// The banner printed before the server starts.
+pub fn instructions(b: &Banner<'_>) -> String {
+    let Banner {
+        plain,
+        tls,
+        model_id,
+        sha256,
+        td_dir,
+        seed,
+    } = b;
+    let base = match plain {
+        Some(addr) => format!("http://{addr}"),
+        None => format!("https://{tls}"),
+    };
+    let td_dir = td_dir.display();
     format!(
         r#"
 == cocoon-agent demo ==========================================================
 Model:   {model_id} (SHA-256 {sha256})
-API:     {base}/v1  (OpenAI-compatible; plain HTTP on loopback, for local use only)
+TD:      SIMULATED (seed {seed}, interfaces in {td_dir}): no TDX hardware, nothing is
+         confidential; quotes chain to a mock root that only verifiers told so accept.
+RA-TLS:  https://{tls}/v1  (TLS 1.3; certificate = TD quote + RTMR3 events + config)
+Plain:   {base}/v1  (HTTP on loopback, for local use only)
 
   curl -s {base}/healthz
   curl -s {base}/v1/chat/completions -H 'Content-Type: application/json' \
@@ -58,9 +89,20 @@ r = c.chat.completions.create(model="{model_id}", max_tokens=32,
     messages=[{{"role":"user","content":"Say hello"}}])
 print(r.choices[0].message.content, r.usage)'
 
-NOT implemented yet, so nothing here is confidential or paid:
-  - attestation: no TDX quote (no simulated TD either), no RA-TLS listener;
-  - payments: no TON proxy/payment channel.
+Over RA-TLS: ordinary TLS clients cannot check the quote, so they must skip verification
+(which proves nothing):
+  curl -sk https://{tls}/healthz
+  openssl s_client -connect {tls} -tls1_3 </dev/null 2>/dev/null | openssl x509 -noout -text
+To verify the worker before sending a prompt, put a verifying gateway in front of it
+(the simulated-pki files make it trust THIS simulated TD; never use them in production):
+  cocoon-agent simulated-pki --seed {seed} --out /tmp/cocoon-sim-pki
+  cocoon-measure gateway --upstream {tls} --listen 127.0.0.1:9090 \
+    --manifest /tmp/cocoon-sim-pki/manifest.json --pubkey /tmp/cocoon-sim-pki/manifest-key.pub \
+    --collateral /tmp/cocoon-sim-pki/collateral.json \
+    --trust-simulated --root-ca /tmp/cocoon-sim-pki/root-ca.der
+  then use http://127.0.0.1:9090/v1 like the plain URL above.
+
+NOT implemented in the demo: payments (no TON proxy/payment channel).
 The bundled Gemma 3 270M is a base model without a chat template: chat requests use
 llama.cpp's built-in "gemma" template (see GET /v1/models), answers are base-model quality.
 Metrics: {base}/metrics    Stop: Ctrl-C

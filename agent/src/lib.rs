@@ -1,8 +1,10 @@
-//! `cocoon-agent`: the COCOON worker's guest agent. This crate currently holds the confidential
-//! inference server (OpenAI-compatible API over a llama.cpp engine); attestation, RA-TLS and
-//! payments are separate, later pieces.
+//! `cocoon-agent`: the COCOON worker's guest agent: the confidential inference server
+//! (OpenAI-compatible API over a llama.cpp engine), self-attestation (RTMR3 measurement, RA-TLS
+//! listener; [`attest`]) and billing.
 
 pub mod api;
+pub mod attest;
+pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod demo;

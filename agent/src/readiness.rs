@@ -1,12 +1,15 @@
 //! Readiness gates for `GET /healthz`: the agent reports ready only when every registered gate
-//! has opened. The model loader owns the `model` gate; attestation (a later issue) registers its
-//! own gate at start-up and opens it once the TD quote is verified, without touching the API.
+//! has opened. The model loader owns the `model` gate; attestation owns the `attestation` gate,
+//! which opens once RTMR3 holds the agent's events and, with an RA-TLS listener, the first
+//! certificate has been issued. Both are registered before any listener accepts.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 /// The gate the engine opens when the model is loaded.
 pub const MODEL_GATE: &str = "model";
+/// The gate attestation opens (see the module documentation).
+pub const ATTESTATION_GATE: &str = "attestation";
 
 /// A set of named gates, all closed until opened. Cheap to clone; clones share state.
 #[derive(Clone, Default)]
@@ -58,11 +61,11 @@ mod tests {
     #[test]
     fn ready_only_when_all_gates_open() {
         let r = Readiness::with_gates(&[MODEL_GATE]);
-        r.register("attestation");
+        r.register(ATTESTATION_GATE);
         assert_eq!(r.pending(), vec!["attestation".to_string(), "model".into()]);
         r.open(MODEL_GATE);
         assert_eq!(r.pending(), vec!["attestation".to_string()]);
-        r.open("attestation");
+        r.open(ATTESTATION_GATE);
         assert!(r.pending().is_empty());
     }
 }

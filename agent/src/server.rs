@@ -1,19 +1,75 @@
-//! Wiring for `serve`: integrity check, listener, model loading behind the readiness gate.
+//! Wiring for `serve`: integrity check, attestation (RTMR3, first RA-TLS certificate),
+//! listeners, model loading behind the readiness gates.
+//!
+//! Order, and why: the model digest is checked first (nothing is measured for a wrong file);
+//! then the TD is opened and RTMR3 extended, then the first certificate issued — all before
+//! any socket is bound, so no connection is ever accepted by an unmeasured agent. The model
+//! loads in the background after the listeners are up; `/healthz` reports ready only when both
+//! the `model` and the `attestation` gates are open.
 
 use crate::api::{self, AppState};
+use crate::attest::evidence;
+use crate::attest::measure::{self, Measurement};
+use crate::attest::measured::MeasuredConfig;
+use crate::attest::td::Td;
+use crate::attest::tls::{self as ratls_tls, CertStore};
 use crate::config::ServeConfig;
 use crate::engine::EngineHandle;
 use crate::metrics::Metrics;
-use crate::readiness::{Readiness, MODEL_GATE};
+use crate::readiness::{Readiness, ATTESTATION_GATE, MODEL_GATE};
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// The agent's attestation state once start-up measured it.
+struct Attested {
+    td: Arc<Td>,
+    measurement: Arc<Measurement>,
+}
+
+/// Opens the TD and measures the agent into RTMR3 (blocking work, off the runtime).
+async fn attest(config: &ServeConfig) -> Result<Attested> {
+    let measured = MeasuredConfig::from_config(config);
+    let selection = config.attest.td.clone();
+    let model_sha256 = config.model_sha256;
+    let (td, measurement) = tokio::task::spawn_blocking(move || {
+        let td = Td::open(&selection)?;
+        let m = measure::measure(td.provider(), &measured, &model_sha256, td.mode())?;
+        Ok::<_, crate::attest::AttestError>((td, m))
+    })
+    .await
+    .context("attestation task")?
+    .inspect_err(|e| tracing::error!(error = %e, "attestation failed"))
+    .context("attestation")?;
+    tracing::info!(
+        mode = measurement.mode.as_str(),
+        rtmr3 = %hex::encode(measurement.rtmr3),
+        config_sha256 = %hex::encode(sha256(&measurement.config_json)),
+        "RTMR3 extended with the agent's events (config, model, mode)"
+    );
+    Ok(Attested {
+        td: Arc::new(td),
+        measurement: Arc::new(measurement),
+    })
+}
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).into()
+}
+
+fn announce(line: String) {
+    println!("{line}");
+    let _ = std::io::stdout().flush();
+}
+
 /// Runs the server until SIGINT/SIGTERM. Fails before listening if the model file does not
-/// match its configured digest, and exits with an error if the model cannot be loaded.
+/// match its configured digest or attestation fails, and exits with an error if the model
+/// cannot be loaded.
 pub async fn run(config: ServeConfig, readiness: Readiness) -> Result<()> {
     readiness.register(MODEL_GATE);
+    readiness.register(ATTESTATION_GATE);
     let path = config.engine.model_path.clone();
     let digest = config.model_sha256;
     tracing::info!(model = %path.display(), "verifying model SHA-256");
@@ -26,20 +82,70 @@ pub async fn run(config: ServeConfig, readiness: Readiness) -> Result<()> {
     let mut config = config;
     config.engine.model_path = verified.load_path();
 
-    let listener = TcpListener::bind(config.listen)
+    let billing = crate::billing::BillingService::start(&config)
         .await
-        .with_context(|| format!("binding {}", config.listen))?;
-    let addr = listener.local_addr().context("reading the bound address")?;
-    tracing::info!(%addr, "listening (plain HTTP, loopback only: local development)");
-    println!("cocoon-agent: listening on http://{addr}");
-    let _ = std::io::stdout().flush();
+        .context("starting billing (--billing)")?;
+    let attested = attest(&config).await?;
+    let tls = match &config.attest.tls {
+        None => None,
+        Some(tls) => {
+            let (td, m, lifetime) = (
+                attested.td.clone(),
+                attested.measurement.clone(),
+                tls.cert_lifetime,
+            );
+            let first =
+                tokio::task::spawn_blocking(move || evidence::issue(td.provider(), &m, lifetime))
+                    .await
+                    .context("certificate task")?
+                    .inspect_err(|e| tracing::error!(error = %e, "RA-TLS certificate failed"))
+                    .context("issuing the first RA-TLS certificate")?;
+            ratls_tls::log_issued(&first, "RA-TLS certificate issued");
+            let store = Arc::new(CertStore::new(first));
+            let server_config = ratls_tls::server_config(store.clone(), &tls.client_auth)?;
+            Some((tls.clone(), store, server_config))
+        }
+    };
+    readiness.open(ATTESTATION_GATE);
+
+    let plain = match config.listen {
+        None => None,
+        Some(listen) => {
+            let listener = TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            let addr = listener.local_addr().context("reading the bound address")?;
+            tracing::info!(%addr, "listening (plain HTTP, loopback only: local development)");
+            announce(format!("cocoon-agent: listening on http://{addr}"));
+            Some(listener)
+        }
+    };
+    let tls = match tls {
+        None => None,
+        Some((tls, store, server_config)) => {
+            let listener = TcpListener::bind(tls.listen)
+                .await
+                .with_context(|| format!("binding {} (RA-TLS)", tls.listen))?;
+            let addr = listener.local_addr().context("reading the bound address")?;
+            tracing::info!(%addr, client_auth = tls.client_auth.name(), "listening (RA-TLS, TLS 1.3)");
+            announce(format!(
+                "cocoon-agent: listening on https://{addr} (RA-TLS)"
+            ));
+            let renewal = tokio::spawn(ratls_tls::renew_forever(
+                attested.td.clone(),
+                attested.measurement.clone(),
+                store,
+                tls.cert_lifetime,
+            ));
+            Some((listener, server_config, tls.client_auth.clone(), renewal))
+        }
+    };
 
     let metrics = Arc::new(Metrics::new());
-    let state = Arc::new(AppState::new(
-        config.api.clone(),
-        readiness.clone(),
-        metrics.clone(),
-    ));
+    let state = Arc::new(
+        AppState::new(config.api.clone(), readiness.clone(), metrics.clone())
+            .with_billing(billing.as_ref().map(|b| b.billing.clone())),
+    );
     let engine_cfg = config.engine.clone();
     let load_state = state.clone();
     let load = tokio::task::spawn_blocking(move || {
@@ -51,25 +157,65 @@ pub async fn run(config: ServeConfig, readiness: Readiness) -> Result<()> {
         Ok::<_, crate::engine::EngineError>(())
     });
 
-    let server = api::serve(listener, state, shutdown_signal());
-    tokio::pin!(server);
-    tokio::select! {
-        () = &mut server => return Ok(()),
-        r = load => {
-            match r {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "model load failed");
-                    return Err(e).context("starting the inference engine");
-                }
-                Err(e) => return Err(e).context("model load task"),
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        // An error means the sender is gone, which also means shutting down.
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let mut renewal = None;
+    let plain_server = {
+        let (state, stop) = (state.clone(), stopped(stop_rx.clone()));
+        async move {
+            if let Some(listener) = plain {
+                api::serve(listener, state, stop).await;
             }
         }
+    };
+    let tls_server = {
+        let (state, stop) = (state.clone(), stopped(stop_rx.clone()));
+        let tls = tls.map(|(listener, server_config, client_auth, task)| {
+            renewal = Some(task);
+            (listener, server_config, client_auth)
+        });
+        async move {
+            if let Some((listener, server_config, client_auth)) = tls {
+                ratls_tls::serve(listener, server_config, client_auth, state, stop).await;
+            }
+        }
+    };
+    let server = async {
+        tokio::join!(plain_server, tls_server);
+    };
+    tokio::pin!(server);
+    let result = tokio::select! {
+        () = &mut server => Ok(()),
+        r = load => match r {
+            Ok(Ok(())) => {
+                server.await;
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "model load failed");
+                Err(e).context("starting the inference engine")
+            }
+            Err(e) => Err(e).context("model load task"),
+        },
+    };
+    if let Some(task) = renewal {
+        task.abort();
     }
-    server.await;
+    if let Some(b) = billing {
+        b.stop(std::time::Duration::from_secs(60)).await;
+    }
     drop(verified);
-    tracing::info!("shutting down");
-    Ok(())
+    if result.is_ok() {
+        tracing::info!("shutting down");
+    }
+    result
 }
 
 async fn shutdown_signal() {

@@ -255,6 +255,7 @@ fn clients_that_never_read_or_never_finish_do_not_block_others() {
 fn an_unknown_chat_template_fails_at_start_up() {
     let model = tiny();
     let sha = cocoon_tests::fixtures::model_sha256(&model).unwrap();
+    let td = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(common::BIN)
         .args([
             "serve",
@@ -262,8 +263,10 @@ fn an_unknown_chat_template_fails_at_start_up() {
             "127.0.0.1:0",
             "--chat-template",
             "no-such-template",
-            "--model",
+            "--simulated-td",
         ])
+        .arg(td.path())
+        .arg("--model")
         .arg(&model)
         .args(["--model-sha256", &sha])
         .output()

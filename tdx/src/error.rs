@@ -36,6 +36,13 @@ pub enum TdxError {
         path: PathBuf,
         errno: nix::errno::Errno,
     },
+    /// A TDX guest interface does not exist: not a TDX guest, or a kernel without it.
+    #[error("no {what} at {}: {hint}", path.display())]
+    InterfaceMissing {
+        what: &'static str,
+        path: PathBuf,
+        hint: &'static str,
+    },
     /// The simulated TD could not be set up or its mock PKI could not issue a certificate.
     #[error("simulated TD: {0}")]
     Simulated(String),

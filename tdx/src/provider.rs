@@ -65,6 +65,40 @@ impl TdxProvider {
         &self.paths
     }
 
+    /// Checks that the interfaces the agent needs at start exist: the configfs-tsm report
+    /// directory (quotes) and the RTMR3 read and extend attributes. A missing one is named in
+    /// [`TdxError::InterfaceMissing`], so that "not a TDX guest" and "kernel too old" read
+    /// differently from an I/O failure deep inside a request.
+    pub fn check_interfaces(&self) -> Result<(), TdxError> {
+        let checks: [(&'static str, &Path, &'static str); 3] = [
+            (
+                "configfs-tsm",
+                &self.paths.tsm_report_dir,
+                "not running in a TDX guest (or configfs is not mounted at /sys/kernel/config)",
+            ),
+            (
+                "RTMR3 measurement attribute",
+                &self.paths.rtmr_read[3],
+                "the kernel lacks the tdx_guest measurement attributes (Linux 6.16+), or this is not a TDX guest",
+            ),
+            (
+                "RTMR3 extend attribute",
+                &self.paths.rtmr_extend[3],
+                "the kernel lacks the tdx_guest measurement attributes (Linux 6.16+), or this is not a TDX guest",
+            ),
+        ];
+        for (what, path, hint) in checks {
+            if !path.exists() {
+                return Err(TdxError::InterfaceMissing {
+                    what,
+                    path: path.to_path_buf(),
+                    hint,
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
         // The lock protects no data, so a poisoned lock is still usable.
         self.lock.lock().unwrap_or_else(|e| e.into_inner())

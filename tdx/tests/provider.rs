@@ -284,3 +284,58 @@ fn simulated_td_survives_a_malformed_request() {
     );
     assert_eq!(td.quotes_served(), 2);
 }
+
+#[test]
+fn preset_registers_are_reported_and_extended_for_real() {
+    use cocoon_tdx::simulated::{simulated_paths, SimulatedRegisters, SimulatedTdConfig};
+    let regs = SimulatedRegisters {
+        mrtd: [0x11; 48],
+        rtmr0: [0x20; 48],
+        rtmr1: [0x21; 48],
+        rtmr2: [0x22; 48],
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let td = SimulatedTd::start_with(SimulatedTdConfig::new(5).with_registers(&regs), dir.path())
+        .unwrap();
+    // A provider built from the documented layout, not from the TD object.
+    let provider = TdxProvider::new(simulated_paths(dir.path()));
+    assert_eq!(provider.paths(), td.paths());
+    assert_eq!(
+        provider.read_rtmrs().unwrap(),
+        [regs.rtmr0, regs.rtmr1, regs.rtmr2, [0; 48]]
+    );
+    let digest = [0x33; 48];
+    provider.extend_rtmr3(&digest).unwrap();
+    let quote = provider.get_quote([7; 64]).unwrap();
+    let b = &quote[HEADER_LEN..SIGNED_LEN];
+    assert_eq!(&b[body::MR_TD..body::MR_TD + 48], &regs.mrtd);
+    let rtmr = |i: usize| &b[body::RTMR0 + 48 * i..body::RTMR0 + 48 * (i + 1)];
+    assert_eq!(rtmr(0), &regs.rtmr0);
+    assert_eq!(rtmr(2), &regs.rtmr2);
+    assert_eq!(rtmr(3), &extend([0; 48], &digest));
+}
+
+#[test]
+fn missing_interfaces_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let td = SimulatedTd::start(6, dir.path()).unwrap();
+    assert!(td.provider().check_interfaces().is_ok());
+    let mut paths = td.paths().clone();
+    paths.tsm_report_dir = dir.path().join("no/tsm");
+    let err = TdxProvider::new(paths).check_interfaces().unwrap_err();
+    assert!(matches!(
+        err,
+        TdxError::InterfaceMissing {
+            what: "configfs-tsm",
+            ..
+        }
+    ));
+    assert!(err.to_string().contains("no/tsm"), "{err}");
+    let mut paths = td.paths().clone();
+    paths.rtmr_read[3] = dir.path().join("no/rtmr3");
+    let err = TdxProvider::new(paths).check_interfaces().unwrap_err();
+    assert!(
+        err.to_string().contains("RTMR3 measurement attribute"),
+        "{err}"
+    );
+}

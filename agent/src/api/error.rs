@@ -13,6 +13,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// Seconds for a `Retry-After` header.
     pub retry_after: Option<u32>,
+    /// Extra members of the error object (e.g. `balance`, `required` of a 402).
+    pub extra: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
@@ -23,7 +25,37 @@ impl ApiError {
             param: None,
             code,
             retry_after: None,
+            extra: Vec::new(),
         }
+    }
+
+    /// No or malformed bearer token while billing is on (401 with `WWW-Authenticate`).
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, code, message)
+    }
+
+    /// The account cannot cover the request's maximum cost (402).
+    pub fn insufficient_funds(balance: u64, required: u64) -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "insufficient_funds",
+            format!(
+                "The account's balance of {balance} nanoTON does not cover this request's \
+                 maximum cost of {required} nanoTON (prompt tokens plus max_tokens at this \
+                 worker's prices); deposit more or lower max_tokens"
+            ),
+        );
+        e.extra = vec![("balance", balance.into()), ("required", required.into())];
+        e
+    }
+
+    /// A billing or refund failure with its own status and code.
+    pub fn with_status(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError::new(status, code, message)
     }
 
     /// A request field has a bad value.
@@ -111,6 +143,8 @@ impl ApiError {
     /// The OpenAI `type` for this status.
     pub fn kind(&self) -> &'static str {
         match self.status.as_u16() {
+            401 => "authentication_error",
+            402 => "insufficient_funds",
             429 => "rate_limit_error",
             503 => "service_unavailable",
             500..=599 => "server_error",
@@ -119,12 +153,16 @@ impl ApiError {
     }
 
     pub fn to_json(&self) -> serde_json::Value {
-        json!({"error": {
+        let mut v = json!({"error": {
             "message": self.message,
             "type": self.kind(),
             "param": self.param,
             "code": self.code,
-        }})
+        }});
+        for (k, x) in &self.extra {
+            v["error"][*k] = x.clone();
+        }
+        v
     }
 
     pub fn into_response(self) -> Resp {
@@ -132,6 +170,12 @@ impl ApiError {
         if let Some(secs) = self.retry_after {
             resp.headers_mut()
                 .insert(hyper::header::RETRY_AFTER, secs.into());
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static("Bearer"),
+            );
         }
         resp
     }

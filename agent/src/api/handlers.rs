@@ -1,16 +1,19 @@
 //! Request routing and the endpoint handlers.
 
+use super::account::{self, authenticate, billing_error, receipt_header, RECEIPT_HEADER};
 use super::body::{full, json_response, read_limited, ReadError, Resp};
 use super::error::ApiError;
 use super::responses::{Endpoint, Meta};
 use super::sse::SseBody;
 use super::types::{parse_chat, parse_completion, Options};
 use super::AppState;
+use crate::billing::Charge;
 use crate::engine::{prompt, Event, GenRequest, SubmitError};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -31,9 +34,17 @@ pub async fn route(state: Arc<AppState>, req: Request<Incoming>) -> Resp {
         (&Method::GET, "/v1/models") => ("models", Ok(models(&state))),
         (&Method::GET, "/healthz") => ("healthz", Ok(healthz(&state))),
         (&Method::GET, "/metrics") => ("metrics", Ok(metrics(&state))),
+        (&Method::GET, "/v1/account") => ("account", account::account(&state, &req)),
+        (&Method::POST, "/v1/account/refund") => ("refund", account::refund(&state, req).await),
         (
             _,
-            "/v1/chat/completions" | "/v1/completions" | "/v1/models" | "/healthz" | "/metrics",
+            "/v1/chat/completions"
+            | "/v1/completions"
+            | "/v1/models"
+            | "/healthz"
+            | "/metrics"
+            | "/v1/account"
+            | "/v1/account/refund",
         ) => ("other", Err(ApiError::method_not_allowed())),
         _ => ("other", Err(ApiError::not_found(&path))),
     };
@@ -80,7 +91,11 @@ fn models(state: &AppState) -> Resp {
 }
 
 fn metrics(state: &AppState) -> Resp {
-    let mut r = Response::new(full(state.metrics.render()));
+    let mut text = state.metrics.render();
+    if let Some(b) = &state.billing {
+        b.render_metrics(&mut text);
+    }
+    let mut r = Response::new(full(text));
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -107,6 +122,8 @@ async fn generate(
     endpoint: Endpoint,
     received: Instant,
 ) -> Result<Resp, ApiError> {
+    // With billing on, the caller must name its account before anything else is done.
+    let payer = authenticate(state, req.headers())?;
     // Content-Type is not enforced (curl's -d sends a form type); the body must be JSON.
     let limit = state.config.body_limit;
     let body = tokio::time::timeout(
@@ -119,6 +136,7 @@ async fn generate(
         ReadError::TooLarge => ApiError::too_large(limit),
         ReadError::Io(m) => ApiError::invalid("body", format!("reading the body: {m}")),
     })?;
+    let request_hash: [u8; 32] = Sha256::digest(&body).into();
     let (input, opts) = match endpoint {
         Endpoint::Chat => {
             let r = parse_chat(&body)?;
@@ -167,6 +185,16 @@ async fn generate(
         ));
     }
     let max_tokens = check_context(tokens.len(), opts.max_tokens, engine.ctx_per_seq())?;
+    // The most this request can cost is held before the engine sees it (402 otherwise).
+    let charge = match &payer {
+        Some((billing, account)) => Some(
+            billing
+                .authorize(account, tokens.len() as u32, max_tokens, request_hash)
+                .map_err(billing_error)?,
+        ),
+        None => None,
+    };
+    let progress = charge.as_ref().map(Charge::progress).unwrap_or_default();
     tracing::debug!(
         endpoint = endpoint.label(),
         prompt_tokens = tokens.len(),
@@ -183,19 +211,24 @@ async fn generate(
         include_usage,
         ..
     } = opts;
-    engine
-        .submit(GenRequest {
-            prompt: tokens,
-            max_tokens,
-            sampling,
-            stop,
-            events: tx,
-            received,
-        })
-        .map_err(|e| match e {
+    let submitted = engine.submit(GenRequest {
+        prompt: tokens,
+        max_tokens,
+        sampling,
+        stop,
+        events: tx,
+        received,
+        progress,
+    });
+    if let Err(e) = submitted {
+        if let Some(c) = charge {
+            c.release();
+        }
+        return Err(match e {
             SubmitError::QueueFull(n) => ApiError::queue_full(n),
             SubmitError::Stopped => ApiError::internal("the engine has stopped"),
-        })?;
+        });
+    }
 
     let n = state.next_id.fetch_add(1, Ordering::Relaxed);
     let created = unix_now();
@@ -210,7 +243,7 @@ async fn generate(
         model: state.config.model_id.clone(),
     };
     if stream {
-        let mut r = Response::new(SseBody::new(meta, rx, include_usage).boxed());
+        let mut r = Response::new(SseBody::new(meta, rx, include_usage, charge).boxed());
         let h = r.headers_mut();
         h.insert(
             hyper::header::CONTENT_TYPE,
@@ -222,7 +255,7 @@ async fn generate(
         );
         return Ok(r);
     }
-    collect(meta, rx).await
+    collect(meta, rx, charge).await
 }
 
 /// Resolves `max_tokens` against the per-sequence context; rejects before any work is queued.
@@ -242,22 +275,45 @@ fn check_context(prompt: usize, max_tokens: Option<u32>, ctx: u32) -> Result<u32
     }
 }
 
+/// Gathers a non-streamed response. With billing, the exact usage is debited before the
+/// response is returned and the receipt goes in the `X-Cocoon-Receipt` header; if this future
+/// is dropped (client gone), the charge bills what was generated (see `billing::charge`).
 async fn collect(
     meta: Meta,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    mut charge: Option<Charge>,
 ) -> Result<Resp, ApiError> {
     let mut text = String::new();
     while let Some(ev) = rx.recv().await {
         match ev {
-            Event::Text(t) => text.push_str(&t),
-            Event::Done { finish, usage } => {
-                return Ok(json_response(
-                    StatusCode::OK,
-                    &meta.full(text, finish, usage),
-                ))
+            Event::Text(t) => {
+                if let Some(c) = &mut charge {
+                    c.observe_text(&t);
+                }
+                text.push_str(&t)
             }
-            Event::Failed(m) => return Err(ApiError::internal(m)),
+            Event::Done { finish, usage } => {
+                let receipt = match charge {
+                    Some(c) => Some(c.settle(usage).await.map_err(billing_error)?),
+                    None => None,
+                };
+                let mut r = json_response(StatusCode::OK, &meta.full(text, finish, usage));
+                if let Some(receipt) = receipt {
+                    r.headers_mut()
+                        .insert(RECEIPT_HEADER, receipt_header(&receipt)?);
+                }
+                return Ok(r);
+            }
+            Event::Failed(m) => {
+                if let Some(c) = charge {
+                    c.release();
+                }
+                return Err(ApiError::internal(m));
+            }
         }
+    }
+    if let Some(c) = charge {
+        c.release();
     }
     Err(ApiError::internal("the engine stopped before finishing"))
 }

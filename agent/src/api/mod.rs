@@ -4,6 +4,7 @@
 //! `io_timeout`, and a response write that makes no progress for `io_timeout` closes the
 //! connection, so a client that never reads cannot pin resources beyond its own socket.
 
+mod account;
 mod body;
 mod error;
 mod handlers;
@@ -13,6 +14,7 @@ mod types;
 
 pub use error::ApiError;
 
+use crate::billing::Billing;
 use crate::engine::EngineHandle;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
@@ -43,6 +45,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Set once the model is loaded.
     pub engine: OnceLock<EngineHandle>,
+    /// Prepaid accounts and payments; `None` serves for free (no `--billing`).
+    pub billing: Option<Arc<Billing>>,
     next_id: AtomicU64,
 }
 
@@ -53,8 +57,15 @@ impl AppState {
             readiness,
             metrics,
             engine: OnceLock::new(),
+            billing: None,
             next_id: AtomicU64::new(0),
         }
+    }
+
+    /// Turns billing on: bearer tokens, 402s, debits and receipts, `/v1/account`.
+    pub fn with_billing(mut self, billing: Option<Arc<Billing>>) -> AppState {
+        self.billing = billing;
+        self
     }
 }
 
@@ -85,23 +96,32 @@ pub async fn serve(
         let state = state.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let timeout = state.config.io_timeout;
-            let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
-            stream.set_write_timeout(Some(timeout));
-            let io = TokioIo::new(Box::pin(stream));
-            let svc_state = state.clone();
-            let service = service_fn(move |req| {
-                let st = svc_state.clone();
-                async move { Ok::<_, std::convert::Infallible>(handlers::route(st, req).await) }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(timeout)
-                .keep_alive(true)
-                .serve_connection(io, service);
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
+            serve_connection(stream, peer, state).await;
         });
+    }
+}
+
+/// Serves HTTP/1.1 on one accepted connection (plain TCP, or TLS from the RA-TLS listener)
+/// until it closes, with the header-read and write-progress timeouts described above.
+pub async fn serve_connection<IO>(stream: IO, peer: std::net::SocketAddr, state: Arc<AppState>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let timeout = state.config.io_timeout;
+    let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+    stream.set_write_timeout(Some(timeout));
+    let io = TokioIo::new(Box::pin(stream));
+    let svc_state = state.clone();
+    let service = service_fn(move |req| {
+        let st = svc_state.clone();
+        async move { Ok::<_, std::convert::Infallible>(handlers::route(st, req).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout)
+        .keep_alive(true)
+        .serve_connection(io, service);
+    if let Err(e) = conn.await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }

@@ -11,6 +11,7 @@ use crate::metrics::Metrics;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU32;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Instant;
@@ -82,6 +83,9 @@ pub struct GenRequest {
     pub stop: Vec<String>,
     pub events: UnboundedSender<Event>,
     pub received: Instant,
+    /// Completion tokens sampled so far, stored by the engine after each one. Billing reads it
+    /// when the client goes away before `Done` (the engine then stops without a final event).
+    pub progress: Arc<AtomicU32>,
 }
 
 /// Submission failures.

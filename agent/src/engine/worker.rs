@@ -349,6 +349,9 @@ impl Scheduler<'_> {
                 finish = Some(FinishReason::Stop);
             } else {
                 s.completion += 1;
+                s.req
+                    .progress
+                    .store(s.completion, std::sync::atomic::Ordering::Relaxed);
                 generated += 1;
                 if s.first_token {
                     s.first_token = false;

@@ -15,6 +15,8 @@ pub struct Server {
     child: Child,
     pub addr: SocketAddr,
     pub model_id: String,
+    /// The simulated TD's directory (no TDX here); removed after the child is killed.
+    pub td_dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -25,13 +27,17 @@ impl Drop for Server {
 }
 
 impl Server {
-    /// Starts `serve` on 127.0.0.1:0 with the model's recorded digest and waits for readiness.
+    /// Starts `serve` on 127.0.0.1:0 with the model's recorded digest, in a simulated TD, and
+    /// waits for readiness.
     pub fn start(model: &Path, extra: &[&str]) -> Server {
         let sha = cocoon_tests::fixtures::model_sha256(model).expect("model digest sidecar");
+        let td_dir = tempfile::tempdir().expect("simulated TD directory");
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--model"])
             .arg(model)
             .args(["--model-sha256", &sha])
+            .arg("--simulated-td")
+            .arg(td_dir.path())
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -59,6 +65,7 @@ impl Server {
             child,
             addr,
             model_id,
+            td_dir,
         };
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {

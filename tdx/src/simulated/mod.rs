@@ -15,23 +15,27 @@
 //!
 //! Not modelled: the TDREPORT ioctl (an ioctl cannot be served from a file; there is no
 //! `dev/tdx_guest`, so `get_tdreport` fails with a typed I/O error), MRTD computation from a
-//! real boot, boot-time RTMR0-2 extends (the registers start at zero, matching the simulated
-//! event log, which holds only its header), TD migration and the quote generation service's
-//! failure modes.
+//! real boot, boot-time RTMR0-2 extends (RTMR0-2 start at zero, matching the simulated event
+//! log, which holds only its header, unless preset through [`SimulatedTdConfig::initial_rtmrs`],
+//! e.g. from a [`SimulatedRegisters`] file, so that a verifier can match a manifest's VM shape;
+//! preset values have no events behind them), TD migration and the quote generation service's
+//! failure modes. RTMR3 always starts at zero.
 
 mod der;
 pub mod pki;
 pub mod quote;
+pub mod registers;
 pub mod service;
 
 pub use pki::{MockPki, SimulatedCollateral};
+pub use registers::{RegistersError, SimulatedRegisters};
 
 use crate::ccel::{CcelTable, CC_TYPE_TDX};
 use crate::layout::{td_attributes, TdReportBody};
 use crate::paths::{rtmr_file_name, TdxPaths, RTMR_COUNT};
 use crate::{TdxError, TdxProvider};
 use sha2::{Digest, Sha384};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// XFAM of simulated TDs: x87, SSE, AVX, AVX-512 (opmask, ZMM_Hi256, Hi16_ZMM), PKRU, AMX
@@ -50,6 +54,9 @@ pub struct SimulatedTdConfig {
     pub mr_config_id: [u8; 48],
     pub mr_owner: [u8; 48],
     pub mr_owner_config: [u8; 48],
+    /// RTMR0-2 when the TD starts (default all zero). Extends from there on are applied with
+    /// the real arithmetic. RTMR3 always starts at zero: it belongs to the guest's runtime.
+    pub initial_rtmrs: [[u8; 48]; 3],
     /// TD attributes; default SEPT_VE_DISABLE only (no DEBUG, nothing else), which is the
     /// smallest value DCAP verifiers accept.
     pub td_attributes: u64,
@@ -73,13 +80,40 @@ impl SimulatedTdConfig {
             mr_config_id: [0; 48],
             mr_owner: [0; 48],
             mr_owner_config: [0; 48],
+            initial_rtmrs: [[0; 48]; 3],
             td_attributes: td_attributes::SEPT_VE_DISABLE,
             xfam: SIMULATED_XFAM,
         }
     }
+
+    /// Presets MRTD and RTMR0-2 (the registers a manifest pins for a VM shape).
+    pub fn with_registers(mut self, registers: &SimulatedRegisters) -> Self {
+        self.mr_td = registers.mrtd;
+        self.initial_rtmrs = [registers.rtmr0, registers.rtmr1, registers.rtmr2];
+        self
+    }
 }
 
-/// A running simulated TD; its service threads stop when it is dropped.
+/// Where a simulated TD started in `dir` serves its interfaces. [`SimulatedTd::start`] lays
+/// them out; anyone else (a test, a second provider) can find them here.
+pub fn simulated_paths(dir: &Path) -> TdxPaths {
+    let measurements = dir.join("sys/class/misc/tdx_guest/measurements");
+    let extends = dir.join("sys/class/misc/tdx_guest/simulated-extend");
+    let tables = dir.join("sys/firmware/acpi/tables");
+    TdxPaths {
+        tsm_report_dir: dir.join("sys/kernel/config/tsm/report"),
+        tsm_entry_name: SIMULATED_TSM_ENTRY.to_string(),
+        tdx_guest_device: dir.join("dev/tdx_guest"),
+        rtmr_read: std::array::from_fn(|i| measurements.join(rtmr_file_name(i))),
+        rtmr_extend: std::array::from_fn(|i| extends.join(rtmr_file_name(i))),
+        ccel_table: tables.join("CCEL"),
+        ccel_data: tables.join("data/CCEL"),
+    }
+}
+
+/// A running simulated TD; its service threads stop when it is dropped. Drop it before its
+/// directory is removed: stopping opens the FIFOs there to wake the threads, and with the
+/// FIFOs gone the drop blocks.
 pub struct SimulatedTd {
     paths: TdxPaths,
     pki: Arc<MockPki>,
@@ -98,6 +132,11 @@ impl std::fmt::Debug for SimulatedTd {
 
 fn create_dir(path: &Path) -> Result<(), TdxError> {
     std::fs::create_dir_all(path).map_err(|e| TdxError::io("creating directory", path, e))
+}
+
+fn parent_of(path: &Path) -> Result<&Path, TdxError> {
+    path.parent()
+        .ok_or_else(|| TdxError::invalid(path, "simulated interface path has no parent"))
 }
 
 fn write_file(path: &Path, data: &[u8]) -> Result<(), TdxError> {
@@ -134,18 +173,13 @@ impl SimulatedTd {
 
     pub fn start_with(config: SimulatedTdConfig, dir: &Path) -> Result<SimulatedTd, TdxError> {
         let pki = Arc::new(MockPki::new(config.seed)?);
-        let tsm_report_dir = dir.join("sys/kernel/config/tsm/report");
-        let entry = tsm_report_dir.join(SIMULATED_TSM_ENTRY);
-        let measurements = dir.join("sys/class/misc/tdx_guest/measurements");
-        let extends = dir.join("sys/class/misc/tdx_guest/simulated-extend");
-        let tables = dir.join("sys/firmware/acpi/tables");
-        for d in [
-            &entry,
-            &measurements,
-            &extends,
-            &tables.join("data"),
-            &dir.join("dev"),
-        ] {
+        let paths = simulated_paths(dir);
+        let entry = paths.tsm_entry();
+        let measurements_dir = parent_of(&paths.rtmr_read[0])?;
+        let extends_dir = parent_of(&paths.rtmr_extend[0])?;
+        let data_dir = parent_of(&paths.ccel_data)?;
+        let dev_dir = parent_of(&paths.tdx_guest_device)?;
+        for d in [&entry, measurements_dir, extends_dir, data_dir, dev_dir] {
             create_dir(d)?;
         }
         write_file(&entry.join("provider"), b"tdx_guest\n")?;
@@ -159,22 +193,10 @@ impl SimulatedTd {
             laml: laml as u64,
             lasa: 0x7F00_0000,
         };
-        write_file(&tables.join("CCEL"), &table.encode())?;
-        write_file(&tables.join("data/CCEL"), &simulated_event_log(laml))?;
+        write_file(&paths.ccel_table, &table.encode())?;
+        write_file(&paths.ccel_data, &simulated_event_log(laml))?;
 
-        let rtmr_read: [PathBuf; RTMR_COUNT] =
-            std::array::from_fn(|i| measurements.join(rtmr_file_name(i)));
-        let rtmr_extend: [PathBuf; RTMR_COUNT] =
-            std::array::from_fn(|i| extends.join(rtmr_file_name(i)));
-        let paths = TdxPaths {
-            tsm_report_dir,
-            tsm_entry_name: SIMULATED_TSM_ENTRY.to_string(),
-            tdx_guest_device: dir.join("dev/tdx_guest"),
-            rtmr_read: rtmr_read.clone(),
-            rtmr_extend: rtmr_extend.clone(),
-            ccel_table: tables.join("CCEL"),
-            ccel_data: tables.join("data/CCEL"),
-        };
+        let [rtmr0, rtmr1, rtmr2] = config.initial_rtmrs;
         let body = TdReportBody {
             tee_tcb_svn: pki::TEE_TCB_SVN,
             mr_seam: config.mr_seam,
@@ -186,7 +208,7 @@ impl SimulatedTd {
             mr_config_id: config.mr_config_id,
             mr_owner: config.mr_owner,
             mr_owner_config: config.mr_owner_config,
-            rtmr: [[0; 48]; RTMR_COUNT],
+            rtmr: [rtmr0, rtmr1, rtmr2, [0; 48]],
             report_data: [0; 64],
         };
         let service = service::Service::start(
@@ -194,8 +216,8 @@ impl SimulatedTd {
                 inblob: entry.join("inblob"),
                 outblob: entry.join("outblob"),
                 generation: entry.join("generation"),
-                rtmr_read,
-                rtmr_extend,
+                rtmr_read: paths.rtmr_read.clone(),
+                rtmr_extend: paths.rtmr_extend.clone(),
             },
             pki.clone(),
             body,
