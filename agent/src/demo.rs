@@ -1,8 +1,55 @@
 //! `cocoon-agent demo`: the bundled Gemma 3 270M model, served locally, with usage instructions.
 
+use crate::attest::td::TdSelection;
+use crate::attest::tls::{ClientAuth, TlsConfig};
+use crate::attest::AttestConfig;
+use crate::cli::DemoArgs;
+use crate::config::ServeConfig;
+use crate::integrity;
 use anyhow::{bail, Context, Result};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The demo's server configuration, after printing its banner. The returned directory holds
+/// the simulated TD's interfaces and must outlive the server.
+pub fn prepare(a: DemoArgs) -> Result<(ServeConfig, tempfile::TempDir)> {
+    let model = model_path()?;
+    eprintln!("cocoon-agent demo: hashing {} ...", model.display());
+    let hex = hex::encode(integrity::sha256_file(&model)?);
+    let dir = tempfile::Builder::new()
+        .prefix("cocoon-demo-simulated-td-")
+        .tempdir()
+        .context("creating a temporary directory for the simulated TD")?;
+    let attest = AttestConfig {
+        td: TdSelection::Simulated {
+            dir: dir.path().to_path_buf(),
+            seed: a.simulated_seed,
+            registers: None,
+        },
+        tls: Some(TlsConfig {
+            listen: a.tls_listen,
+            cert_lifetime: Duration::from_secs(3600),
+            client_auth: ClientAuth::None,
+        }),
+    };
+    let config = a
+        .engine
+        .into_raw(model, hex.clone(), None, Some(a.listen), attest)
+        .validate()?;
+    println!(
+        "{}",
+        instructions(&Banner {
+            plain: config.listen,
+            tls: a.tls_listen,
+            model_id: &config.api.model_id,
+            sha256: &hex,
+            td_dir: dir.path(),
+            seed: a.simulated_seed,
+        })
+    );
+    Ok((config, dir))
+}
 
 /// The demo model: `$COCOON_MODEL`, else the path printed by the repository's
 /// `tests/fixtures/gen-model real` (which assembles and checks the PyPI-packaged GGUF once).
@@ -102,7 +149,8 @@ To verify the worker before sending a prompt, put a verifying gateway in front o
     --trust-simulated --root-ca /tmp/cocoon-sim-pki/root-ca.der
   then use http://127.0.0.1:9090/v1 like the plain URL above.
 
-NOT implemented in the demo: payments (no TON proxy/payment channel).
+Payments are off in the demo (requests are free); `serve --billing FILE` turns on prepaid
+accounts (docs/payments.md).
 The bundled Gemma 3 270M is a base model without a chat template: chat requests use
 llama.cpp's built-in "gemma" template (see GET /v1/models), answers are base-model quality.
 Metrics: {base}/metrics    Stop: Ctrl-C

@@ -2,13 +2,9 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use cocoon_agent::attest::td::TdSelection;
-use cocoon_agent::attest::tls::{ClientAuth, TlsConfig};
-use cocoon_agent::attest::AttestConfig;
 use cocoon_agent::cli::{Cli, Command, SimulatedPkiArgs};
 use cocoon_agent::readiness::Readiness;
-use cocoon_agent::{demo, engine, integrity, logging, server};
-use std::time::Duration;
+use cocoon_agent::{demo, engine, logging, server};
 
 fn main() {
     // Before any thread exists: the CUDA backend's environment (see engine::backend).
@@ -29,41 +25,7 @@ fn run(cli: Cli) -> Result<()> {
     let config = match cli.command {
         Command::Serve(a) => a.into_config()?,
         Command::Demo(a) => {
-            let model = demo::model_path()?;
-            eprintln!("cocoon-agent demo: hashing {} ...", model.display());
-            let digest = integrity::sha256_file(&model)?;
-            let hex = hex::encode(digest);
-            let dir = tempfile::Builder::new()
-                .prefix("cocoon-demo-simulated-td-")
-                .tempdir()
-                .context("creating a temporary directory for the simulated TD")?;
-            let attest = AttestConfig {
-                td: TdSelection::Simulated {
-                    dir: dir.path().to_path_buf(),
-                    seed: a.simulated_seed,
-                    registers: None,
-                },
-                tls: Some(TlsConfig {
-                    listen: a.tls_listen,
-                    cert_lifetime: Duration::from_secs(3600),
-                    client_auth: ClientAuth::None,
-                }),
-            };
-            let config = a
-                .engine
-                .into_raw(model, hex.clone(), None, Some(a.listen), attest)
-                .validate()?;
-            println!(
-                "{}",
-                demo::instructions(&demo::Banner {
-                    plain: config.listen,
-                    tls: a.tls_listen,
-                    model_id: &config.api.model_id,
-                    sha256: &hex,
-                    td_dir: dir.path(),
-                    seed: a.simulated_seed,
-                })
-            );
+            let (config, dir) = demo::prepare(a)?;
             _demo_dir = Some(dir);
             config
         }
