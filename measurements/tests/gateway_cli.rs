@@ -151,10 +151,7 @@ fn gateway_with(
                 encode_key(&signing_key().verifying_key().to_bytes()).as_bytes(),
             ),
         ])
-        .args([
-            "--collateral",
-            &write(d, "collateral.json", &fx.collateral_json()),
-        ])
+        .args(collateral_args)
         .args(["--upstream", &upstream.to_string()])
         .args(["--server-name", "worker.test"])
         .args(["--listen", "127.0.0.1:0"]);
@@ -307,7 +304,8 @@ async fn collateral_from_a_pccs() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(seen.requests.lock().unwrap().len(), 1);
-    assert_eq!(pccs_seen.lock().unwrap().len(), 4, "{:?}", pccs_seen.lock().unwrap());
+    let fetched = pccs_seen.lock().unwrap().clone();
+    assert_eq!(fetched.len(), 4, "{fetched:?}");
     assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
 }
 

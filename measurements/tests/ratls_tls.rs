@@ -174,3 +174,17 @@ async fn handshake_signature_must_come_from_the_certified_key() {
     );
     let _ = server.await;
 }
+
+#[test]
+fn no_peer_certificate_has_no_identity() {
+    let fx = Fixture::start();
+    let v = verifier(&fx, true);
+    assert!(matches!(
+        tls::peer_identity(&v, None, now()),
+        Err(Refusal::NoPeerCertificate)
+    ));
+    assert!(matches!(
+        tls::peer_identity(&v, Some(&[]), now()),
+        Err(Refusal::NoPeerCertificate)
+    ));
+}

@@ -8,6 +8,8 @@ use crate::rtmr3::Rtmr3Error;
 pub enum Refusal {
     #[error("certificate is {len} bytes, more than the {max}-byte limit")]
     CertificateTooLarge { len: usize, max: usize },
+    #[error("the peer presented no certificate")]
+    NoPeerCertificate,
     #[error("certificate is not valid X.509 DER: {0}")]
     Parse(String),
     #[error("certificate signature: {0}")]

@@ -261,8 +261,6 @@ pub fn peer_identity(
 ) -> Result<Arc<AcceptedIdentity>, Refusal> {
     let cert = peer_certificates
         .and_then(<[CertificateDer<'_>]>::first)
-        .ok_or(Refusal::MissingExtension {
-            name: "peer certificate",
-        })?;
+        .ok_or(Refusal::NoPeerCertificate)?;
     verifier.verify_cached(cert.as_ref(), now)
 }
