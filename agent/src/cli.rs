@@ -242,7 +242,30 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub billing: BillingArgs,
     #[command(flatten)]
+    pub control: ControlArgs,
+    #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+/// The read-only host-control endpoint (`GET /status`, `GET /logs`; see `src/control`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct ControlArgs {
+    /// Serve the host-control endpoint on this AF_VSOCK port (any local CID); only the host
+    /// (peer CID 2) is answered. The image uses 5000, what `cocoon-host status|logs` expects.
+    #[arg(long, value_name = "PORT")]
+    pub control_vsock_port: Option<u32>,
+    /// Serve the host-control endpoint on this Unix socket (mode 0600; development and tests).
+    #[arg(long, value_name = "PATH")]
+    pub control_unix: Option<PathBuf>,
+}
+
+impl ControlArgs {
+    pub fn config(&self) -> crate::control::ControlConfig {
+        crate::control::ControlConfig {
+            vsock_port: self.control_vsock_port,
+            unix: self.control_unix.clone(),
+        }
+    }
 }
 
 /// Prepaid accounts and TON payments.

@@ -7,6 +7,7 @@ pub mod attest;
 pub mod billing;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod engine;
 pub mod integrity;

@@ -2,7 +2,11 @@
 //! to stderr otherwise. Filter with `RUST_LOG` (default `info`, llama.cpp's own logs at `warn`).
 //!
 //! Policy: prompts and completions are never logged, only their sizes in tokens or bytes.
+//!
+//! Besides the primary sink, every subscriber gets [`crate::control::log_ring::RingLayer`]:
+//! the agent's recent lines in memory for the host-control endpoint's `GET /logs`.
 
+use crate::control::log_ring::RingLayer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
@@ -27,6 +31,7 @@ pub fn init() -> Sink {
                 if tracing_subscriber::registry()
                     .with(filter())
                     .with(layer)
+                    .with(RingLayer)
                     .try_init()
                     .is_ok()
                 {
@@ -38,6 +43,7 @@ pub fn init() -> Sink {
     }
     let _ = tracing_subscriber::registry()
         .with(filter())
+        .with(RingLayer)
         .with(
             tracing_subscriber::fmt::layer()
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

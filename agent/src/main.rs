@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use clap::Parser;
 use cocoon_agent::cli::{Cli, Command, SimulatedPkiArgs};
+use cocoon_agent::control::ControlConfig;
 use cocoon_agent::readiness::Readiness;
 use cocoon_agent::{demo, engine, logging, server};
 
@@ -22,8 +23,12 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     // Kept until the server stops: the demo's simulated TD lives in it.
     let mut _demo_dir = None;
+    let mut control = ControlConfig::default();
     let config = match cli.command {
-        Command::Serve(a) => a.into_config()?,
+        Command::Serve(a) => {
+            control = a.control.config();
+            a.into_config()?
+        }
         Command::Demo(a) => {
             let (config, dir) = demo::prepare(a)?;
             _demo_dir = Some(dir);
@@ -36,7 +41,11 @@ fn run(cli: Cli) -> Result<()> {
         .thread_name("cocoon-io")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(server::run(config, Readiness::default()))
+    runtime.block_on(server::run_with_control(
+        config,
+        Readiness::default(),
+        control,
+    ))
 }
 
 /// `simulated-pki`: what a host-side verifier needs to accept this seed's SIMULATED evidence.

@@ -49,6 +49,20 @@ impl Histogram {
     }
 }
 
+/// A point-in-time copy of the aggregate metrics ([`Metrics::snapshot`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    /// HTTP requests answered, all endpoints and statuses.
+    pub http_requests: u64,
+    /// Inference requests that completed.
+    pub completed_requests: u64,
+    pub cancelled: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub queue_depth: i64,
+    pub active_sequences: i64,
+}
+
 /// All metrics of one agent process.
 #[derive(Default)]
 pub struct Metrics {
@@ -124,6 +138,21 @@ impl Metrics {
             let tps = generated as f64 / secs;
             self.tokens_per_second
                 .store(tps.to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    /// Aggregate values for the host-control status (no labels, nothing per request).
+    pub fn snapshot(&self) -> Snapshot {
+        let http_requests = self.requests.lock().map(|m| m.values().sum()).unwrap_or(0);
+        let completed_requests = self.duration.lock().map(|h| h.count).unwrap_or(0);
+        Snapshot {
+            http_requests,
+            completed_requests,
+            cancelled: self.cancelled.load(Ordering::Relaxed),
+            prompt_tokens: self.prompt_tokens.load(Ordering::Relaxed),
+            completion_tokens: self.completion_tokens.load(Ordering::Relaxed),
+            queue_depth: self.queue_depth.load(Ordering::Relaxed),
+            active_sequences: self.active.load(Ordering::Relaxed),
         }
     }
 
@@ -237,5 +266,9 @@ mod tests {
         assert!(text.contains("cocoon_time_to_first_token_seconds_bucket{le=\"0.025\"} 0"));
         assert!(text.contains("cocoon_time_to_first_token_seconds_bucket{le=\"0.05\"} 1"));
         assert!(text.contains("cocoon_time_to_first_token_seconds_count 1"));
+        let snap = m.snapshot();
+        assert_eq!(snap.http_requests, 2);
+        assert_eq!(snap.completed_requests, 1);
+        assert_eq!((snap.prompt_tokens, snap.completion_tokens), (5, 7));
     }
 }

@@ -14,6 +14,7 @@ use crate::attest::measured::MeasuredConfig;
 use crate::attest::td::Td;
 use crate::attest::tls::{self as ratls_tls, CertStore};
 use crate::config::ServeConfig;
+use crate::control::{self, ControlConfig};
 use crate::engine::EngineHandle;
 use crate::metrics::Metrics;
 use crate::readiness::{Readiness, ATTESTATION_GATE, MODEL_GATE};
@@ -68,6 +69,17 @@ fn announce(line: String) {
 /// match its configured digest or attestation fails, and exits with an error if the model
 /// cannot be loaded.
 pub async fn run(config: ServeConfig, readiness: Readiness) -> Result<()> {
+    run_with_control(config, readiness, ControlConfig::default()).await
+}
+
+/// [`run`] with the read-only host-control endpoint (`crate::control`), bound after the agent
+/// measured itself and before the API listeners.
+pub async fn run_with_control(
+    config: ServeConfig,
+    readiness: Readiness,
+    control: ControlConfig,
+) -> Result<()> {
+    let started = std::time::Instant::now();
     readiness.register(MODEL_GATE);
     readiness.register(ATTESTATION_GATE);
     let path = config.engine.model_path.clone();
@@ -107,6 +119,16 @@ pub async fn run(config: ServeConfig, readiness: Readiness) -> Result<()> {
         }
     };
     readiness.open(ATTESTATION_GATE);
+    let cert_store = tls.as_ref().map(|(_, store, _)| store.clone());
+    let control_vsock = control
+        .vsock_port
+        .map(control::listen::bind_vsock)
+        .transpose()?;
+    let control_unix = control
+        .unix
+        .as_deref()
+        .map(control::listen::bind_unix)
+        .transpose()?;
 
     let plain = match config.listen {
         None => None,
@@ -142,6 +164,34 @@ pub async fn run(config: ServeConfig, readiness: Readiness) -> Result<()> {
     };
 
     let metrics = Arc::new(Metrics::new());
+    let mut control_tasks = Vec::new();
+    if control.is_enabled() {
+        let sources = Arc::new(control::status::Sources {
+            readiness: readiness.clone(),
+            metrics: metrics.clone(),
+            mode: attested.measurement.mode,
+            model_id: config.api.model_id.clone(),
+            model_sha256: config.model_sha256,
+            rtmr3: attested.measurement.rtmr3,
+            config_sha256: sha256(&attested.measurement.config_json),
+            certs: cert_store,
+            started,
+        });
+        if let Some(listener) = control_vsock {
+            tracing::info!(
+                port = control.vsock_port,
+                "host-control endpoint listening (vsock, host CID 2 only, read-only)"
+            );
+            control_tasks.push(control::listen::spawn_vsock(listener, sources.clone()));
+        }
+        if let Some(listener) = control_unix {
+            tracing::info!(
+                path = ?control.unix,
+                "host-control endpoint listening (unix socket, development)"
+            );
+            control_tasks.push(control::listen::spawn_unix(listener, sources));
+        }
+    }
     let state = Arc::new(
         AppState::new(config.api.clone(), readiness.clone(), metrics.clone())
             .with_billing(billing.as_ref().map(|b| b.billing.clone())),
@@ -206,6 +256,9 @@ pub async fn run(config: ServeConfig, readiness: Readiness) -> Result<()> {
         },
     };
     if let Some(task) = renewal {
+        task.abort();
+    }
+    for task in control_tasks {
         task.abort();
     }
     if let Some(b) = billing {

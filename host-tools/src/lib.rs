@@ -10,6 +10,7 @@
 
 pub mod boot;
 pub mod check;
+pub mod control_client;
 pub mod gpu;
 pub mod launch;
 pub mod manifest;
@@ -22,4 +23,5 @@ pub mod root;
 pub mod runner;
 pub mod shapes_file;
 pub mod ton_address;
+pub mod verify_running;
 pub mod verity;

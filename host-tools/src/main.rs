@@ -16,13 +16,14 @@ use cocoon_host::runner::SystemRunner;
 use cocoon_host::{check, model_pack};
 
 mod release_cli;
+mod running_cli;
 use release_cli::{run_measure, run_publish, MeasureArgs, PublishArgs};
+use running_cli::{LogsArgs, StatusArgs, VerifyRunningArgs};
 
 /// Host tool for GPU owners running a COCOON confidential worker (Intel TDX VM with an NVIDIA
 /// GPU passed through).
 ///
-/// Not implemented yet: `acpi capture` (capturing QEMU's ACPI blobs for a shape),
-/// `verify-running`, and `status`/`logs` over vsock.
+/// Not implemented yet: `acpi capture` (capturing QEMU's ACPI blobs for a shape).
 #[derive(Parser)]
 #[command(name = "cocoon-host", version)]
 struct Cli {
@@ -88,6 +89,15 @@ enum Command {
         #[command(subcommand)]
         command: ModelCommand,
     },
+    /// A running worker's agent: readiness, mode, model, RTMR3, certificate, load, over vsock
+    /// (the agent answers only the host). Exit 0 when it is ready, 1 otherwise.
+    Status(StatusArgs),
+    /// A running worker's agent's most recent log lines, over vsock. The agent never logs
+    /// prompts or completions.
+    Logs(LogsArgs),
+    /// Connect to a running worker's RA-TLS port and check its attestation against the signed
+    /// manifest, as proxies do. Exit 0 only when it is accepted.
+    VerifyRunning(Box<VerifyRunningArgs>),
 }
 
 #[derive(Subcommand)]
@@ -339,6 +349,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(u8::try_from(code).unwrap_or(1))
         }
         Command::Measure(a) => run_measure(*a),
+        Command::Status(a) => running_cli::run_status(a),
+        Command::Logs(a) => running_cli::run_logs(a),
+        Command::VerifyRunning(a) => running_cli::run_verify_running(*a),
         Command::Publish(a) => run_publish(*a),
         Command::Model {
             command: ModelCommand::Pack { model, out, json },
