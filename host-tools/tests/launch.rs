@@ -39,6 +39,7 @@ impl Fixture {
             ("OVMF.fd", "ovmf"),
             ("image.vmlinuz", "kernel"),
             ("image.initrd", "initrd"),
+            ("image.raw", "root disk"),
         ] {
             fs::write(d.join("release").join(name), body).unwrap();
         }
@@ -207,6 +208,15 @@ fn refuses_missing_image_files() {
     let c = fx.config("c.toml", Some(OWNER), VM_1GPU, 8443);
     refused(&fx.launch(&c, &["--print"]), 1, "image files missing in");
     refused(&fx.launch(&c, &["--print"]), 1, "OVMF.fd, image.initrd");
+}
+
+#[test]
+fn refuses_missing_root_disk() {
+    let fx = Fixture::new();
+    fs::remove_file(fx.dir().join("release/image.raw")).unwrap();
+    let c = fx.config("c.toml", Some(OWNER), VM_1GPU, 8443);
+    refused(&fx.launch(&c, &["--print"]), 1, "image root disk");
+    refused(&fx.launch(&c, &["--print"]), 1, "image.raw");
 }
 
 #[test]

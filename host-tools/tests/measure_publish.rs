@@ -117,6 +117,8 @@ impl Work {
             std::os::unix::fs::symlink(w.inputs.join(from), r.join(to)).unwrap();
         }
         fs::write(r.join("image.cmdline"), format!("{CMDLINE}\n")).unwrap();
+        // The root disk launch attaches; not measured (its root hash is on the cmdline).
+        fs::write(r.join("image.raw"), b"root disk").unwrap();
         w
     }
     fn p(&self, name: &str) -> PathBuf {

@@ -147,6 +147,14 @@ pub fn build(
     ]);
     push(&[
         "-drive",
+        &format!(
+            "file={},if=none,id=root,format=raw,readonly=on",
+            opt(&cfg.image_dir.join(super::ROOT_DISK))
+        ),
+    ]);
+    push(&["-device", "virtio-blk-pci,drive=root,serial=cocoon-root"]);
+    push(&[
+        "-drive",
         &format!("file={},if=none,id=data,format=raw", opt(&cfg.data_disk)),
     ]);
     push(&["-device", "virtio-blk-pci,drive=data,serial=cocoon-data"]);

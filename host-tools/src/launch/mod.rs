@@ -35,6 +35,10 @@ pub const MAX_INSTANCE: u32 = 999;
 /// The release files direct kernel boot needs, in the image directory.
 pub const IMAGE_FILES: [&str; 4] = ["OVMF.fd", "image.vmlinuz", "image.initrd", "image.cmdline"];
 
+/// The image's root disk (erofs + dm-verity; not measured itself: its root hash is on the
+/// measured kernel command line), in the image directory.
+pub const ROOT_DISK: &str = "image.raw";
+
 /// The release files of an image directory, by [`IMAGE_FILES`] name.
 pub fn image_paths(dir: &Path) -> [PathBuf; 4] {
     IMAGE_FILES.map(|f| dir.join(f))
@@ -190,6 +194,7 @@ pub fn prepare(
     )
     .map_err(|reason| LaunchError::BadCmdline { mode, reason })?;
     for (what, path) in [
+        ("image root disk", &cfg.image_dir.join(ROOT_DISK)),
         ("model disk", &cfg.model_disk),
         ("model verity tree", &cfg.model_verity),
     ] {
