@@ -1,13 +1,11 @@
 //! The RA-TLS listener end to end: the real binary in a simulated TD, real TLS 1.3 over
 //! loopback, certificates checked with the measurements crate's verifier and by hand.
 
-use cocoon_measure::manifest::{
-    ImageStatic, Manifest, ManifestBody, Registers, ShapeEntry, TdPolicy, FORMAT_V1,
-};
+use cocoon_measure::manifest::Manifest;
 use cocoon_measure::ratls::{self, CollateralSource, RatlsVerifier, VerifierConfig};
 use cocoon_measure::rtmr3::{self, kinds};
 use cocoon_tdx::layout::{body, HEADER_LEN};
-use cocoon_tdx::simulated::{simulated_paths, MockPki, SimulatedTdConfig};
+use cocoon_tdx::simulated::{simulated_paths, MockPki};
 use cocoon_tdx::TdxProvider;
 use rustls::pki_types::ServerName;
 use serde_json::{json, Value};
@@ -135,47 +133,9 @@ fn signing_key() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&[7; 32])
 }
 
-fn manifest(mrtd: [u8; 48]) -> Manifest {
-    let td = TdPolicy {
-        attributes: cocoon_measure::manifest::DEFAULT_TD_ATTRIBUTES,
-        xfam: cocoon_tdx::simulated::SIMULATED_XFAM,
-        mr_config_id: [0; 48],
-        mr_owner: [0; 48],
-        mr_owner_config: [0; 48],
-    };
-    let body = ManifestBody {
-        format: FORMAT_V1.to_string(),
-        release: "agent-ratls-test".to_string(),
-        commit: "0123456789abcdef".to_string(),
-        td,
-        image: ImageStatic {
-            mrtd,
-            rtmr1: Some([0; 48]),
-            rtmr2: Some([0; 48]),
-            firmware_sha256: [1; 32],
-            kernel_sha256: [2; 32],
-            initrd_sha256: None,
-            cmdline: "console=hvc0".to_string(),
-        },
-        rtmr3: None,
-        shapes: vec![ShapeEntry {
-            name: "simulated".to_string(),
-            cpus: 1,
-            memory_bytes: 1 << 30,
-            gpus: 0,
-            acpi: vec![],
-            events: vec![],
-            registers: Registers {
-                mrtd,
-                rtmr0: [0; 48],
-                rtmr1: [0; 48],
-                rtmr2: [0; 48],
-                rtmr3: None,
-            },
-            identity_sha384: None,
-            cocoon_image_hash: None,
-        }],
-    };
+/// The same manifest `cocoon-agent simulated-pki` publishes for this seed, signed by the test key.
+fn manifest(seed: u64) -> Manifest {
+    let body = cocoon_agent::attest::simulated::manifest_body(seed);
     let mut m = Manifest {
         body,
         signature: None,
@@ -188,7 +148,7 @@ fn manifest(mrtd: [u8; 48]) -> Manifest {
 fn verifier(seed: u64, trusting: bool) -> Arc<RatlsVerifier> {
     let pki = MockPki::new(seed).unwrap();
     let mut c = VerifierConfig::new(
-        manifest(SimulatedTdConfig::new(seed).mr_td),
+        manifest(seed),
         signing_key().verifying_key(),
         CollateralSource::Json(pki.collateral().to_json().into_bytes()),
     );
