@@ -2,15 +2,17 @@
 //! `--control-unix`, queried over the Unix socket as `cocoon-host status|logs --control-unix`
 //! would.
 
+mod common;
+
 use cocoon_tdx::simulated::simulated_paths;
 use cocoon_tdx::TdxProvider;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cocoon-agent");
@@ -18,81 +20,37 @@ const BIN: &str = env!("CARGO_BIN_EXE_cocoon-agent");
 const SECRET: &str = "zebra-quokka-7f3a9c-secret-prompt";
 
 struct Agent {
-    child: Child,
-    plain: SocketAddr,
-    tls: SocketAddr,
+    sim: common::SimulatedAgent,
     control: PathBuf,
-    td_dir: tempfile::TempDir,
     _sock_dir: tempfile::TempDir,
-    model_sha256: String,
     model_id: String,
 }
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Agent {
+    type Target = common::SimulatedAgent;
+    fn deref(&self) -> &common::SimulatedAgent {
+        &self.sim
     }
-}
-
-fn addr_after(line: &str, prefix: &str) -> SocketAddr {
-    line.trim()
-        .strip_prefix(prefix)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected line {line:?}"))
-        .parse()
-        .expect("address")
 }
 
 impl Agent {
     fn start() -> Agent {
-        let model = cocoon_tests::fixtures::tiny_model(1).expect("tiny model (run ci/setup)");
-        let sha = cocoon_tests::fixtures::model_sha256(&model).unwrap();
-        let td_dir = tempfile::tempdir().unwrap();
         let sock_dir = tempfile::tempdir().unwrap();
         let control = sock_dir.path().join("control.sock");
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--tls-listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--ctx", "256", "--parallel", "2", "--threads", "2"])
-            .arg("--simulated-td")
-            .arg(td_dir.path())
-            .arg("--model")
-            .arg(&model)
-            .args(["--model-sha256", &sha])
-            .arg("--control-unix")
-            .arg(&control)
-            // As verbose as it gets: the ring must still never see request content.
-            .env("RUST_LOG", "trace")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn cocoon-agent");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let plain = addr_after(&line, "cocoon-agent: listening on http://");
-        line.clear();
-        out.read_line(&mut line).unwrap();
-        let tls = addr_after(&line, "cocoon-agent: listening on https://");
+        // As verbose as it gets: the ring must still never see request content.
+        let extra = [std::ffi::OsStr::new("--control-unix"), control.as_os_str()];
+        let sim = common::SimulatedAgent::spawn(1, &extra, &[("RUST_LOG", "trace")]);
+        let model_id = sim
+            .model
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("model file name")
+            .to_string();
         Agent {
-            child,
-            plain,
-            tls,
+            sim,
             control,
-            td_dir,
             _sock_dir: sock_dir,
-            model_sha256: sha,
-            model_id: model
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .expect("model file name")
-                .to_string(),
+            model_id,
         }
     }
 

@@ -1,6 +1,8 @@
 //! The RA-TLS listener end to end: the real binary in a simulated TD, real TLS 1.3 over
 //! loopback, certificates checked with the measurements crate's verifier and by hand.
 
+mod common;
+
 use cocoon_measure::manifest::Manifest;
 use cocoon_measure::ratls::{self, CollateralSource, RatlsVerifier, VerifierConfig};
 use cocoon_measure::rtmr3::{self, kinds};
@@ -10,10 +12,10 @@ use cocoon_tdx::TdxProvider;
 use rustls::pki_types::ServerName;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,70 +25,24 @@ fn tiny() -> PathBuf {
     cocoon_tests::fixtures::tiny_model(1).expect("tiny model (run ci/setup)")
 }
 
-/// The agent with a plain and an RA-TLS listener in a simulated TD; killed on drop.
+/// The agent with a plain and an RA-TLS listener in a simulated TD, ready; killed on drop.
 struct Agent {
-    child: Child,
-    plain: SocketAddr,
-    tls: SocketAddr,
+    sim: common::SimulatedAgent,
     seed: u64,
-    td_dir: tempfile::TempDir,
-    model_sha256: String,
 }
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Agent {
+    type Target = common::SimulatedAgent;
+    fn deref(&self) -> &common::SimulatedAgent {
+        &self.sim
     }
-}
-
-fn addr_after(line: &str, prefix: &str) -> SocketAddr {
-    line.trim()
-        .strip_prefix(prefix)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected line {line:?}"))
-        .parse()
-        .expect("address")
 }
 
 impl Agent {
     fn start(seed: u64, extra: &[&str]) -> Agent {
-        let model = tiny();
-        let sha = cocoon_tests::fixtures::model_sha256(&model).unwrap();
-        let td_dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--tls-listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--ctx", "256", "--parallel", "2", "--threads", "2"])
-            .arg("--simulated-td")
-            .arg(td_dir.path())
-            .args(["--simulated-seed", &seed.to_string(), "--model"])
-            .arg(&model)
-            .args(["--model-sha256", &sha])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn cocoon-agent");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let plain = addr_after(&line, "cocoon-agent: listening on http://");
-        line.clear();
-        out.read_line(&mut line).unwrap();
-        let tls = addr_after(&line, "cocoon-agent: listening on https://");
         let agent = Agent {
-            child,
-            plain,
-            tls,
+            sim: common::SimulatedAgent::spawn(seed, extra, &[]),
             seed,
-            td_dir,
-            model_sha256: sha,
         };
         let deadline = Instant::now() + Duration::from_secs(120);
         while get_plain(agent.plain, "/healthz").0 != 200 {

@@ -232,3 +232,79 @@ pub fn stream_text(events: &[Value]) -> String {
         })
         .collect()
 }
+
+/// `cocoon-agent serve` on the tiny model in a SIMULATED TD, with a plain and an RA-TLS listener
+/// on ephemeral loopback ports; killed on drop. Not waited for: callers decide what ready means.
+pub struct SimulatedAgent {
+    pub child: Child,
+    pub plain: SocketAddr,
+    pub tls: SocketAddr,
+    pub td_dir: tempfile::TempDir,
+    pub model: std::path::PathBuf,
+    pub model_sha256: String,
+}
+
+impl Drop for SimulatedAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn addr_after(line: &str, prefix: &str) -> SocketAddr {
+    line.trim()
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+        .parse()
+        .expect("address")
+}
+
+impl SimulatedAgent {
+    /// Starts the agent with simulated-TD seed `seed`, `extra` arguments and `env` variables,
+    /// and reads both listening addresses from its stdout.
+    pub fn spawn<S: AsRef<std::ffi::OsStr>>(
+        seed: u64,
+        extra: &[S],
+        env: &[(&str, &str)],
+    ) -> SimulatedAgent {
+        let model = cocoon_tests::fixtures::tiny_model(1).expect("tiny model (run ci/setup)");
+        let sha = cocoon_tests::fixtures::model_sha256(&model).unwrap();
+        let td_dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--tls-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--ctx", "256", "--parallel", "2", "--threads", "2"])
+            .arg("--simulated-td")
+            .arg(td_dir.path())
+            .args(["--simulated-seed", &seed.to_string(), "--model"])
+            .arg(&model)
+            .args(["--model-sha256", &sha])
+            .args(extra)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn cocoon-agent");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let plain = addr_after(&line, "cocoon-agent: listening on http://");
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        let tls = addr_after(&line, "cocoon-agent: listening on https://");
+        SimulatedAgent {
+            child,
+            plain,
+            tls,
+            td_dir,
+            model,
+            model_sha256: sha,
+        }
+    }
+}
