@@ -41,6 +41,7 @@ tools_stamp() {
 
 # Runs a command inside the tools chroot, in a private mount namespace. Extra bind mounts are
 # given as TOOLS_BINDS=("HOSTPATH:CHROOTPATH" ...) (read-write; the chroot path is created).
+# With TOOLS_EXEC=1 the calling shell is replaced (the command keeps the caller's pid).
 tools_run() {
   [ -f "$TOOLS/.cocoon-tools" ] || die "tools chroot missing: run ensure_tools first"
   local binds=""
@@ -48,8 +49,10 @@ tools_run() {
   for b in "${TOOLS_BINDS[@]}"; do
     binds+="mkdir -p \"\$T${b#*:}\"; mount --rbind \"${b%%:*}\" \"\$T${b#*:}\"; "
   done
+  local exec_prefix=()
+  [ "${TOOLS_EXEC:-0}" = 1 ] && exec_prefix=(exec)
   # shellcheck disable=SC2016
-  unshare -m --propagation private -- bash -euc '
+  "${exec_prefix[@]}" unshare -m --propagation private -- bash -euc '
     T=$1; shift
     mount --rbind "$T" "$T"
     mount -t proc proc "$T/proc"
