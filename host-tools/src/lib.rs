@@ -8,6 +8,7 @@
 //! Everything that reads the host goes through [`root::HostRoot`] and [`runner::Runner`], every
 //! sysfs write through [`gpu::sysfs::SysfsWriter`], so tests run against fake trees.
 
+pub mod acpi_capture;
 pub mod boot;
 pub mod check;
 pub mod control_client;

@@ -15,6 +15,7 @@ use cocoon_host::root::HostRoot;
 use cocoon_host::runner::SystemRunner;
 use cocoon_host::{check, model_pack};
 
+mod acpi_cli;
 mod release_cli;
 mod running_cli;
 use release_cli::{run_measure, run_publish, MeasureArgs, PublishArgs};
@@ -22,8 +23,6 @@ use running_cli::{LogsArgs, StatusArgs, VerifyRunningArgs};
 
 /// Host tool for GPU owners running a COCOON confidential worker (Intel TDX VM with an NVIDIA
 /// GPU passed through).
-///
-/// Not implemented yet: `acpi capture` (capturing QEMU's ACPI blobs for a shape).
 #[derive(Parser)]
 #[command(name = "cocoon-host", version)]
 struct Cli {
@@ -77,6 +76,9 @@ enum Command {
         /// signed it.
         #[arg(long, value_name = "FILE")]
         pubkey: Option<PathBuf>,
+        /// The QEMU to run (e.g. ci/tools-qemu on a development machine).
+        #[arg(long, value_name = "PROGRAM", default_value = cocoon_host::check::software::QEMU)]
+        qemu: String,
     },
     /// The MRTD and RTMR0-2 (with --rtmr3-events also RTMR3 and the identity hashes) a TD of
     /// one VM shape will report when `launch` starts it with these release files.
@@ -84,6 +86,11 @@ enum Command {
     /// Compute the measurements of each VM shape, build a manifest, sign it with the release
     /// key, write it, and verify the written file.
     Publish(Box<PublishArgs>),
+    /// QEMU's ACPI blobs of a VM shape (the input of RTMR0).
+    Acpi {
+        #[command(subcommand)]
+        command: AcpiCommand,
+    },
     /// Model disks for the worker.
     Model {
         #[command(subcommand)]
@@ -126,6 +133,15 @@ enum GpuCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum AcpiCommand {
+    /// Boot a launch config's VM (the `launch --no-tdx` argv) with a tiny capture guest
+    /// instead of the image's initrd, read etc/table-loader, etc/acpi/rsdp and
+    /// etc/acpi/tables from fw_cfg over the serial console, and write them to --out (the
+    /// layout `measure --acpi-dir` and `publish --shape ...:ACPI_DIR` read).
+    Capture(Box<acpi_cli::CaptureArgs>),
 }
 
 #[derive(Subcommand)]
@@ -303,6 +319,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             print,
             no_tdx,
             pubkey,
+            qemu,
         } => {
             let cfg =
                 LaunchConfig::load(&config).map_err(|e| usage(launch::LaunchError::Config(e)))?;
@@ -320,8 +337,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 cfg,
                 instance,
                 mode,
-                cocoon_host::check::software::QEMU,
+                &qemu,
                 key.as_ref(),
+                launch::host::probe(&root),
             )
             .map_err(launch_failure)?;
             eprintln!(
@@ -338,6 +356,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             if mode == Mode::SimulatedTd {
                 eprintln!("WARNING: --no-tdx: this VM is NOT confidential; it runs a SIMULATED TD for development");
             }
+            for w in &prepared.host_warnings {
+                eprintln!("WARNING: {w}");
+            }
             if print {
                 for w in launch::availability_warnings(&prepared, &root, &state_dir) {
                     eprintln!("warning: {w}");
@@ -348,6 +369,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let code = launch::run(&prepared, &root, &state_dir).map_err(launch_failure)?;
             Ok(u8::try_from(code).unwrap_or(1))
         }
+        Command::Acpi {
+            command: AcpiCommand::Capture(a),
+        } => acpi_cli::run_capture(*a, &root, cli.state_dir, default_state),
         Command::Measure(a) => run_measure(*a),
         Command::Status(a) => running_cli::run_status(a),
         Command::Logs(a) => running_cli::run_logs(a),

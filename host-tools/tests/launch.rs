@@ -5,105 +5,9 @@ mod common;
 
 use std::fs;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
-
-/// A valid user-friendly (non-bounceable) address for account id 00 01 .. 1f.
-const OWNER: &str = "UQAAAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eH0Bm";
-const SECOND_GPU: &str = "0000:65:00.0";
-
-struct Fixture {
-    host: FakeHost,
-    root_hash: String,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        let host = FakeHost::ready();
-        host.pci(
-            SECOND_GPU,
-            0x10de,
-            0x2331,
-            0x030200,
-            Some("vfio-pci"),
-            Some("9"),
-        );
-        let f = Fixture {
-            host,
-            root_hash: String::new(),
-        };
-        let d = f.dir();
-        fs::create_dir_all(d.join("release")).unwrap();
-        for (name, body) in [
-            ("OVMF.fd", "ovmf"),
-            ("image.vmlinuz", "kernel"),
-            ("image.initrd", "initrd"),
-            ("image.raw", "root disk"),
-        ] {
-            fs::write(d.join("release").join(name), body).unwrap();
-        }
-        fs::write(
-            d.join("release/image.cmdline"),
-            "console=ttyS0 root=/dev/vda2 ro verity.roothash=5a5a\n",
-        )
-        .unwrap();
-        fs::create_dir_all(d.join("worker-config")).unwrap();
-        fs::write(d.join("manifest.json"), f.manifest(None)).unwrap();
-        let mut gguf = b"GGUF".to_vec();
-        gguf.extend((0..20_000u32).map(|i| (i * 7 % 251) as u8));
-        fs::write(d.join("tiny.gguf"), gguf).unwrap();
-        let info = cocoon_host::model_pack::pack(&d.join("tiny.gguf"), &d.join("model")).unwrap();
-        Fixture {
-            root_hash: info.root_hash,
-            ..f
-        }
-    }
-
-    fn dir(&self) -> PathBuf {
-        self.host.dir.path().join("w")
-    }
-
-    /// A manifest for the release files in `release/` with the three shapes the configs use.
-    fn manifest(&self, key: Option<&ed25519_dalek::SigningKey>) -> String {
-        synthetic_manifest(
-            &self.dir().join("release"),
-            &[
-                ("c8-m64g-g1", 8, 64 << 30, 1),
-                ("c16-m128g-g2", 16, 128 << 30, 2),
-                ("c4-m16g", 4, 16 << 30, 0),
-            ],
-            key,
-        )
-    }
-
-    /// Writes a TOML config; `vm` and `extra` are spliced in.
-    fn config(&self, name: &str, owner: Option<&str>, vm: &str, agent_port: u16) -> PathBuf {
-        let owner_line = owner
-            .map(|o| format!("owner_address = \"{o}\"\n"))
-            .unwrap_or_default();
-        let text = format!(
-            "{owner_line}manifest = \"manifest.json\"\n\n[image]\ndir = \"release\"\n\n[vm]\n{vm}\n\n\
-             [data_disk]\npath = \"data.img\"\nsize = \"100G\"\n\n\
-             [model_disk]\npath = \"model/model.img\"\nverity = \"model/model.verity\"\nroot_hash = \"{}\"\n\n\
-             [config_share]\ndir = \"worker-config\"\n\n[agent]\nport = {agent_port}\n",
-            self.root_hash
-        );
-        let p = self.dir().join(name);
-        fs::write(&p, text).unwrap();
-        p
-    }
-
-    fn launch(&self, config: &Path, extra: &[&str]) -> std::process::Output {
-        let mut args = vec!["launch", config.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        self.host.run(&args)
-    }
-}
-
-const VM_1GPU: &str = "vcpus = 8\nmemory = \"64G\"\ngpus = [\"0000:17:00.0\"]";
-const VM_2GPU: &str = "vcpus = 16\nmemory = \"128G\"\ngpus = [\"0000:17:00.0\", \"0000:65:00.0\"]";
-const VM_NOGPU: &str = "vcpus = 4\nmemory = 17179869184";
 
 fn golden(name: &str, fx: &Fixture, out: &std::process::Output) {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
@@ -534,4 +438,191 @@ fn refuses_image_files_that_are_not_the_manifests_release() {
     refused(&fx.launch(&c, &["--print"]), 1, "single line");
     fs::write(release.join("image.cmdline"), "x".repeat(3000)).unwrap();
     refused(&fx.launch(&c, &["--print"]), 1, "2047-byte limit");
+}
+
+#[test]
+fn golden_no_tdx_on_a_host_without_kvm_or_vsock() {
+    let fx = Fixture::new();
+    fx.host.remove("/dev/kvm");
+    fx.host.remove("/dev/vhost-vsock");
+    let c = fx.config("c.toml", Some(OWNER), VM_NOGPU, 8443);
+    let out = fx.launch(&c, &["--print", "--no-tdx"]);
+    let err = stderr(&out);
+    assert!(err.contains("EMULATED with TCG"), "{err}");
+    assert!(
+        err.contains("`cocoon-host status` and `logs` will not work"),
+        "{err}"
+    );
+    golden("simulated-tcg-novsock-instance0", &fx, &out);
+    assert!(!stdout(&out).contains("vhost-vsock"));
+}
+
+/// The accelerator line of a printed argv.
+fn accel(out: &std::process::Output) -> String {
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
+    let text = stdout(out);
+    let lines: Vec<&str> = text.lines().collect();
+    let i = lines
+        .iter()
+        .position(|l| *l == "-accel")
+        .expect("no -accel");
+    format!("{} {} {}", lines[i + 1], lines[i + 2], lines[i + 3])
+}
+
+#[test]
+fn simulated_td_uses_kvm_only_when_usable() {
+    let fx = Fixture::new();
+    let c = fx.config("c.toml", Some(OWNER), VM_NOGPU, 8443);
+    let print = ["--print", "--no-tdx"];
+    assert_eq!(accel(&fx.launch(&c, &print)), "kvm -cpu host");
+    // /dev/kvm without a virtualisation flag (nested guest without vmx): TCG.
+    fx.host.write(
+        "/proc/cpuinfo",
+        "processor\t: 0\nflags\t\t: fpu sse hypervisor\n",
+    );
+    assert_eq!(accel(&fx.launch(&c, &print)), "tcg -cpu max");
+    fx.host
+        .write("/proc/cpuinfo", "processor\t: 0\nflags\t\t: fpu svm\n");
+    assert_eq!(accel(&fx.launch(&c, &print)), "kvm -cpu host");
+    fx.host.remove("/dev/kvm");
+    assert_eq!(accel(&fx.launch(&c, &print)), "tcg -cpu max");
+    // A TD is always KVM (and `check` tells what is missing).
+    assert_eq!(accel(&fx.launch(&c, &["--print"])), "kvm -cpu host");
+}
+
+#[test]
+fn a_td_needs_vhost_vsock() {
+    let fx = Fixture::new();
+    fx.host.remove("/dev/vhost-vsock");
+    let ran = fx.dir().join("qemu-ran");
+    fx.host.program(
+        "qemu-system-x86_64",
+        &format!("echo yes > '{}'", ran.display()),
+    );
+    let c = fx.config("c.toml", Some(OWNER), VM_NOGPU, free_port_base());
+    refused(&fx.launch(&c, &[]), 1, "run `modprobe vhost_vsock`");
+    assert!(!ran.exists(), "QEMU was started");
+    // --print shows the TD's argv (with the device) and warns.
+    let out = fx.launch(&c, &["--print"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("modprobe vhost_vsock"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("vhost-vsock-pci,guest-cid=100"));
+    // A simulated TD runs without it.
+    let out = fx.launch(&c, &["--no-tdx"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(ran.exists());
+}
+
+#[test]
+fn qemu_program_is_selectable() {
+    let fx = Fixture::new();
+    let args_file = fx.dir().join("args");
+    let alt = fx.dir().join("my qemu");
+    fs::write(
+        &alt,
+        format!(
+            "#!/bin/sh\nfor a in \"$0\" \"$@\"; do printf '%s\\n' \"$a\"; done > '{}'\n",
+            args_file.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&alt, fs::Permissions::from_mode(0o755)).unwrap();
+    let c = fx.config("c.toml", Some(OWNER), VM_NOGPU, free_port_base());
+    let out = fx.launch(&c, &["--print", "--qemu", alt.to_str().unwrap()]);
+    assert!(stdout(&out).starts_with(&format!("'{}'\n-name", alt.display())));
+    let out = fx.launch(&c, &["--qemu", alt.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ran = fs::read_to_string(&args_file).unwrap();
+    assert!(
+        ran.starts_with(&format!("{}\n-name\n", alt.display())),
+        "{ran}"
+    );
+}
+
+#[test]
+fn no_tdx_hands_the_manifest_registers_to_the_guest() {
+    use cocoon_host::launch::simulated::{SimulatedRegisters, SIMULATED_REGISTERS_FILE};
+    let fx = Fixture::new();
+    let share = fx.dir().join("worker-config");
+    let file = share.join(SIMULATED_REGISTERS_FILE);
+    let seen = fx.dir().join("seen-by-qemu.json");
+    // The fake QEMU copies what the guest would read at start.
+    fx.host.program(
+        "qemu-system-x86_64",
+        &format!(
+            "[ -f '{f}' ] && /bin/cp '{f}' '{s}'; exit 0",
+            f = file.display(),
+            s = seen.display()
+        ),
+    );
+    let c = fx.config("c.toml", Some(OWNER), VM_1GPU, free_port_base());
+    // --print writes nothing.
+    let out = fx.launch(&c, &["--print", "--no-tdx"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!file.exists());
+
+    let out = fx.launch(&c, &["--no-tdx"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(SIMULATED_REGISTERS_FILE),
+        "{}",
+        stderr(&out)
+    );
+    let manifest = cocoon_measure::manifest::Manifest::parse(
+        &fs::read(fx.dir().join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let entry = manifest
+        .body
+        .shapes
+        .iter()
+        .find(|s| s.name == "c8-m64g-g1")
+        .unwrap();
+    let want = SimulatedRegisters {
+        mrtd: entry.registers.mrtd,
+        rtmr0: entry.registers.rtmr0,
+        rtmr1: entry.registers.rtmr1,
+        rtmr2: entry.registers.rtmr2,
+    };
+    // Written before QEMU started, in the simulated TD's format, lowercase hex.
+    assert_eq!(SimulatedRegisters::load(&seen).unwrap(), want);
+    let text = fs::read_to_string(&file).unwrap();
+    assert_eq!(text, want.to_json());
+    assert!(text.contains(&hex_encode(&entry.registers.rtmr1)));
+    // Another shape, another manifest entry: the file is replaced.
+    let c = fx.config("c.toml", Some(OWNER), VM_NOGPU, free_port_base());
+    assert_eq!(fx.launch(&c, &["--no-tdx"]).status.code(), Some(0));
+    let other = &manifest
+        .body
+        .shapes
+        .iter()
+        .find(|s| s.name == "c4-m16g")
+        .unwrap();
+    assert_eq!(
+        SimulatedRegisters::load(&file).unwrap().rtmr0,
+        other.registers.rtmr0
+    );
+    assert_ne!(other.registers.rtmr0, entry.registers.rtmr0);
+
+    // A TD does not write it and warns that it is stale, with --print too.
+    let before = fs::read(&file).unwrap();
+    for extra in [&["--print"][..], &[]] {
+        let out = fx.launch(&c, extra);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("is left from a --no-tdx launch"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(fs::read(&file).unwrap(), before);
+    fs::remove_file(&file).unwrap();
+    let out = fx.launch(&c, &[]);
+    assert!(!stderr(&out).contains("is left from"), "{}", stderr(&out));
+    assert!(!file.exists());
 }

@@ -1,5 +1,6 @@
 //! The QEMU command line for one worker instance. A pure function of the validated config, the
-//! instance number, the mode and the [`BootSpec`] (firmware, kernel, initrd, `-append` string
+//! instance number, the mode, what the host offers ([`HostDevices`]: accelerator, vsock) and
+//! the [`BootSpec`] (firmware, kernel, initrd, `-append` string
 //! and VM shape: the same value `measure` computes registers from), so golden tests pin it
 //! exactly.
 //!
@@ -7,6 +8,7 @@
 //! `cocoon-worker-N`.
 
 use super::config::{LaunchConfig, QgsAddress};
+use super::host::{Accel, HostDevices};
 use crate::boot::{qemu_opt as opt, BootSpec};
 
 /// Guest CIDs 0-2 are reserved (hypervisor, local, host); instances start well above them.
@@ -78,14 +80,16 @@ pub fn append_for(mode: Mode, kernel_cmdline: &str) -> String {
 }
 
 /// Builds the argv (program first). `port` is the instance's host port (see [`host_port`]);
-/// `boot` carries `-smp`, `-m`, `-bios`, `-kernel`, `-initrd` and `-append` (built with
-/// [`append_for`] for `mode`).
+/// `host` is the accelerator and whether the vsock device is there (see
+/// [`super::host::plan`]); `boot` carries `-smp`, `-m`, `-bios`, `-kernel`, `-initrd` and
+/// `-append` (built with [`append_for`] for `mode`).
 pub fn build(
     qemu: &str,
     cfg: &LaunchConfig,
     instance: u32,
     port: u16,
     mode: Mode,
+    host: HostDevices,
     boot: &BootSpec,
 ) -> Vec<String> {
     let name = format!("cocoon-worker-{instance}");
@@ -103,7 +107,10 @@ pub fn build(
         "-serial",
         "stdio",
     ]);
-    push(&["-accel", "kvm", "-cpu", "host"]);
+    match host.accel {
+        Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
+        Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
+    }
     match mode {
         Mode::Tdx => {
             push(&[
@@ -122,10 +129,12 @@ pub fn build(
     ]);
     a.extend(boot.qemu_args());
     let mut push = |parts: &[&str]| a.extend(parts.iter().map(|s| s.to_string()));
-    push(&[
-        "-device",
-        &format!("vhost-vsock-pci,guest-cid={}", guest_cid(instance)),
-    ]);
+    if host.vsock {
+        push(&[
+            "-device",
+            &format!("vhost-vsock-pci,guest-cid={}", guest_cid(instance)),
+        ]);
+    }
     push(&[
         "-netdev",
         &format!(

@@ -124,7 +124,8 @@ pub enum QgsAddress {
     Vsock(u32),
 }
 
-/// A validated launch config; paths are absolute or relative to the current directory.
+/// A validated launch config; paths are absolute (relative ones in the file are resolved
+/// against the config file's directory, made absolute when the current directory is known).
 #[derive(Debug, Clone)]
 pub struct LaunchConfig {
     pub source: PathBuf,
@@ -198,8 +199,14 @@ impl LaunchConfig {
             path: path.to_path_buf(),
             reason,
         })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        Self::validate(raw, path, base)
+        // Absolute, so the paths stay valid for a QEMU started in another directory (or, like
+        // ci/tools-qemu, in a chroot where only absolute paths are bind-mounted).
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+        Self::validate(raw, path, &base)
     }
 
     fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Self, ConfigError> {

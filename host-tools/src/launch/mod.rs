@@ -6,12 +6,19 @@
 //! key, VM shape not in the manifest, image files missing, bad kernel cmdline, image files or
 //! cmdline not the manifest's, model disk or verity tree missing or not matching the configured
 //! root hash, config share missing.
-//! When actually launching, also: instance (CID) taken, agent port taken, GPU not on vfio-pci.
+//! When actually launching, also: a TD on a host without `/dev/vhost-vsock`, instance (CID)
+//! taken, agent port taken, GPU not on vfio-pci.
+//!
+//! `--no-tdx` (a simulated TD) runs on KVM when usable and on TCG otherwise, without the vsock
+//! device when the host has none ([`host`]), and hands the guest the manifest's registers
+//! ([`simulated`]).
 
 pub mod argv;
 pub mod config;
+pub mod host;
 pub mod instance;
 pub mod quote;
+pub mod simulated;
 
 use std::fs::OpenOptions;
 use std::io;
@@ -28,7 +35,9 @@ use crate::root::HostRoot;
 use crate::verity::{self, VerityError};
 pub use argv::Mode;
 use config::{ConfigError, LaunchConfig};
+use host::{HostDevices, HostError, HostProbe};
 use instance::InstanceError;
+use simulated::SimulatedRegisters;
 
 /// Instances 0..=MAX_INSTANCE; keeps CIDs and ports in a sane range.
 pub const MAX_INSTANCE: u32 = 999;
@@ -84,6 +93,14 @@ pub enum LaunchError {
         expected: String,
     },
     #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("writing the simulated TD's registers {path}: {source}")]
+    Registers {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
     Instance(#[from] InstanceError),
     #[error("GPU {bdf} is on {driver}, not vfio-pci: run `cocoon-host gpu bind {bdf}` first")]
     GpuNotBound { bdf: Bdf, driver: String },
@@ -118,6 +135,7 @@ impl LaunchError {
 pub struct Prepared {
     pub config: LaunchConfig,
     pub instance: u32,
+    pub mode: Mode,
     pub cid: u32,
     pub port: u16,
     /// What the argv boots; `measure` computes registers from the same value.
@@ -128,6 +146,15 @@ pub struct Prepared {
     pub release: String,
     /// Whether the manifest's signature was checked (`--pubkey` given).
     pub signature_checked: bool,
+    /// Accelerator and vsock device in the argv.
+    pub host: HostDevices,
+    /// About the host's devices (TCG, no vsock), for stderr.
+    pub host_warnings: Vec<String>,
+    /// Why this host cannot run it (a TD without vhost-vsock): refused by [`run`], a warning
+    /// with `--print`.
+    pub host_error: Option<HostError>,
+    /// The manifest entry's MRTD and RTMR0-2, which a simulated TD claims.
+    pub registers: SimulatedRegisters,
     pub argv: Vec<String>,
 }
 
@@ -156,22 +183,53 @@ pub fn release_boot(cfg: &LaunchConfig) -> Result<BootSpec, LaunchError> {
     })
 }
 
+/// The instance's agent host port, after checking the instance number.
+pub fn instance_port(cfg: &LaunchConfig, instance: u32) -> Result<u16, LaunchError> {
+    if instance > MAX_INSTANCE {
+        return Err(LaunchError::BadInstance(instance));
+    }
+    argv::host_port(cfg, instance).ok_or(LaunchError::PortRange {
+        base: cfg.agent_port,
+        instance,
+    })
+}
+
+/// The disks and the share the argv attaches, besides the release files: the image's root
+/// disk, the model disk and its verity tree, the config share directory.
+pub fn check_attached_files(cfg: &LaunchConfig) -> Result<(), LaunchError> {
+    for (what, path) in [
+        ("image root disk", &cfg.image_dir.join(ROOT_DISK)),
+        ("model disk", &cfg.model_disk),
+        ("model verity tree", &cfg.model_verity),
+    ] {
+        if !path.is_file() {
+            return Err(LaunchError::MissingFile {
+                what,
+                path: path.clone(),
+            });
+        }
+    }
+    if !cfg.config_share.is_dir() {
+        return Err(LaunchError::MissingFile {
+            what: "config share directory",
+            path: cfg.config_share.clone(),
+        });
+    }
+    Ok(())
+}
+
 /// Everything that can be checked without claiming resources. With `pubkey`, the manifest must
-/// be signed by that key; without it only its form and consistency are checked.
+/// be signed by that key; without it only its form and consistency are checked. `probe` is
+/// what the host offers ([`host::probe`]).
 pub fn prepare(
     cfg: LaunchConfig,
     instance: u32,
     mode: Mode,
     qemu: &str,
     pubkey: Option<&VerifyingKey>,
+    probe: HostProbe,
 ) -> Result<Prepared, LaunchError> {
-    if instance > MAX_INSTANCE {
-        return Err(LaunchError::BadInstance(instance));
-    }
-    let port = argv::host_port(&cfg, instance).ok_or(LaunchError::PortRange {
-        base: cfg.agent_port,
-        instance,
-    })?;
+    let port = instance_port(&cfg, instance)?;
     let manifest: Manifest = mf::load(&cfg.manifest, pubkey)?;
     let entry =
         mf::shape_entry(&manifest, &cfg.shape).ok_or_else(|| LaunchError::ShapeNotInManifest {
@@ -193,18 +251,7 @@ pub fn prepare(
         cfg.shape,
     )
     .map_err(|reason| LaunchError::BadCmdline { mode, reason })?;
-    for (what, path) in [
-        ("image root disk", &cfg.image_dir.join(ROOT_DISK)),
-        ("model disk", &cfg.model_disk),
-        ("model verity tree", &cfg.model_verity),
-    ] {
-        if !path.is_file() {
-            return Err(LaunchError::MissingFile {
-                what,
-                path: path.clone(),
-            });
-        }
-    }
+    check_attached_files(&cfg)?;
     let actual = verity::root_hash(&cfg.model_disk, &cfg.model_verity)?;
     if actual != cfg.model_root_hash {
         return Err(LaunchError::RootHashMismatch {
@@ -213,18 +260,18 @@ pub fn prepare(
             expected: hex::encode(cfg.model_root_hash),
         });
     }
-    if !cfg.config_share.is_dir() {
-        return Err(LaunchError::MissingFile {
-            what: "config share directory",
-            path: cfg.config_share.clone(),
-        });
-    }
-    let argv = argv::build(qemu, &cfg, instance, port, mode, &boot);
+    let (host, host_warnings, host_error) = host::plan(mode, probe);
+    let argv = argv::build(qemu, &cfg, instance, port, mode, host, &boot);
     Ok(Prepared {
         cid: argv::guest_cid(instance),
         shape_name: entry.name.clone(),
         release: manifest.body.release.clone(),
         signature_checked: pubkey.is_some(),
+        host,
+        host_warnings,
+        host_error,
+        registers: simulated::registers_of(entry),
+        mode,
         config: cfg,
         instance,
         port,
@@ -238,9 +285,26 @@ pub fn render_print(argv: &[String]) -> String {
     argv.iter().map(|a| quote::shell_quote(a) + "\n").collect()
 }
 
+/// A TD never reads the simulated registers file; one left in its config share is stale.
+fn stale_registers_warning(p: &Prepared) -> Option<String> {
+    if p.mode != Mode::Tdx {
+        return None;
+    }
+    simulated::existing(&p.config.config_share).map(|stale| {
+        format!(
+            "{} is left from a --no-tdx launch; a TD ignores it (remove it)",
+            stale.display()
+        )
+    })
+}
+
 /// Checks the instance's resources without claiming them (for `--print`): returns warnings.
 pub fn availability_warnings(p: &Prepared, root: &HostRoot, state_dir: &Path) -> Vec<String> {
     let mut w = Vec::new();
+    if let Some(e) = &p.host_error {
+        w.push(e.to_string());
+    }
+    w.extend(stale_registers_warning(p));
     if let Some(pid) = instance::holder(root, state_dir, p.instance) {
         w.push(format!(
             "instance {} (guest CID {}) is held by process {pid}",
@@ -271,7 +335,7 @@ pub fn ensure_data_disk(cfg: &LaunchConfig) -> Result<bool, LaunchError> {
     }
 }
 
-fn require_vfio(root: &HostRoot, gpus: &[Bdf]) -> Result<(), LaunchError> {
+pub fn require_vfio(root: &HostRoot, gpus: &[Bdf]) -> Result<(), LaunchError> {
     for bdf in gpus {
         let dev = pci::read_device(root, bdf).map_err(|e| LaunchError::Gpu(bdf.clone(), e))?;
         if dev.driver.as_deref() != Some("vfio-pci") {
@@ -284,9 +348,13 @@ fn require_vfio(root: &HostRoot, gpus: &[Bdf]) -> Result<(), LaunchError> {
     Ok(())
 }
 
-/// Claims the instance, checks the port and the GPUs, creates the data disk, then runs QEMU in
-/// the foreground until it exits. Returns QEMU's exit code.
+/// Claims the instance, checks the host's devices, the port and the GPUs, creates the data
+/// disk, writes (simulated TD) the registers file into the config share, then runs QEMU in the
+/// foreground until it exits. Returns QEMU's exit code.
 pub fn run(p: &Prepared, root: &HostRoot, state_dir: &Path) -> Result<i32, LaunchError> {
+    if let Some(e) = &p.host_error {
+        return Err(e.clone().into());
+    }
     let lock = instance::acquire(root, state_dir, p.instance, p.cid)?;
     instance::check_port(p.config.host_address, p.port)?;
     require_vfio(root, &p.config.gpus)?;
@@ -296,6 +364,26 @@ pub fn run(p: &Prepared, root: &HostRoot, state_dir: &Path) -> Result<i32, Launc
             p.config.data_disk.display(),
             p.config.data_disk_bytes
         );
+    }
+    let share = &p.config.config_share;
+    match p.mode {
+        Mode::SimulatedTd => {
+            let path =
+                simulated::write(share, &p.registers).map_err(|source| LaunchError::Registers {
+                    path: simulated::path_in(share),
+                    source,
+                })?;
+            eprintln!(
+                "wrote {} (the manifest's MRTD and RTMR0-2 for shape {}, claimed by the simulated TD)",
+                path.display(),
+                p.shape_name
+            );
+        }
+        Mode::Tdx => {
+            if let Some(w) = stale_registers_warning(p) {
+                eprintln!("warning: {w}");
+            }
+        }
     }
     let (program, args) = p.argv.split_first().ok_or_else(|| LaunchError::Spawn {
         program: String::new(),

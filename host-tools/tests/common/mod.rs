@@ -9,6 +9,10 @@ use std::process::{Command, Output};
 
 use cocoon_host::gpu::sysfs::{SysfsWriteError, SysfsWriter};
 
+mod launch_fixture;
+#[allow(unused_imports)]
+pub use launch_fixture::*;
+
 pub const GPU: &str = "0000:17:00.0";
 pub const GPU_AUDIO: &str = "0000:17:00.1";
 pub const NVME: &str = "0000:03:00.0";
@@ -143,7 +147,7 @@ impl FakeHost {
     }
 
     /// A host that can run a worker: TDX on, IOMMU on, one H100 (with its audio function)
-    /// alone in its group and on vfio-pci, CC mode on, QEMU 10.1, QGS up.
+    /// alone in its group and on vfio-pci, CC mode on, QEMU 10.1, QGS up, KVM and vhost-vsock.
     pub fn ready() -> FakeHost {
         let mut h = FakeHost {
             dir: tempfile::tempdir().unwrap(),
@@ -156,6 +160,7 @@ impl FakeHost {
         h.write("/proc/sys/kernel/osrelease", "6.16.3-cocoon\n");
         h.qemu("10.1.0 (Debian 1:10.1.0+ds-5)", true);
         h.write("/dev/vhost-vsock", "");
+        h.write("/dev/kvm", "");
         h.write("/dev/iommu", "");
         h.start_qgs();
         h.write(
