@@ -38,6 +38,10 @@ pub enum Command {
     /// DCAP root CA (root-ca.der), quote collateral (collateral.json) and a manifest of the
     /// simulated TD's registers (manifest.json) signed by a throwaway key (manifest-key.pub).
     SimulatedPki(SimulatedPkiArgs),
+    /// Write the data disk's 32-byte LUKS2 key to stdout (binary, for
+    /// `cryptsetup --key-file=- --keyfile-size 32`; refused when stdout is a terminal). Only the
+    /// SIMULATED provider exists (--simulated); a real TD is refused, as TDX has no sealing key.
+    DataKey(DataKeyArgs),
 }
 
 /// Where the agent's TD evidence comes from.
@@ -181,6 +185,35 @@ pub struct SimulatedPkiArgs {
     /// Output directory (created if needed).
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// `data-key`: which key provider.
+#[derive(Debug, Args)]
+pub struct DataKeyArgs {
+    /// Use the SIMULATED provider of the simulated TD (tests and development only: anyone who
+    /// knows the seed can derive the key).
+    #[arg(long)]
+    pub simulated: bool,
+    /// Seed of the simulated TD (as given to `serve --simulated-seed`).
+    #[arg(long, default_value_t = 1, requires = "simulated")]
+    pub simulated_seed: u64,
+    /// The simulated TD's preset MRTD and RTMR0-2 (as given to `serve --simulated-registers`);
+    /// the key is bound to them [default: the seed's MRTD and zero RTMR0-2].
+    #[arg(long, value_name = "FILE", requires = "simulated")]
+    pub simulated_registers: Option<PathBuf>,
+}
+
+impl DataKeyArgs {
+    pub fn provider(&self) -> crate::data_key::KeyProvider {
+        if self.simulated {
+            crate::data_key::KeyProvider::Simulated {
+                seed: self.simulated_seed,
+                registers: self.simulated_registers.clone(),
+            }
+        } else {
+            crate::data_key::KeyProvider::RealTd
+        }
+    }
 }
 
 /// Engine sizing, shared by `serve` and `demo`.

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use cocoon_agent::cli::{Cli, Command, SimulatedPkiArgs};
+use cocoon_agent::cli::{Cli, Command, DataKeyArgs, SimulatedPkiArgs};
 use cocoon_agent::control::ControlConfig;
 use cocoon_agent::readiness::Readiness;
 use cocoon_agent::{demo, engine, logging, server};
@@ -35,6 +35,7 @@ fn run(cli: Cli) -> Result<()> {
             config
         }
         Command::SimulatedPki(a) => return simulated_pki(&a),
+        Command::DataKey(a) => return data_key(&a),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -60,5 +61,26 @@ fn simulated_pki(a: &SimulatedPkiArgs) -> Result<()> {
         files.manifest.display(),
         files.manifest_key.display()
     );
+    Ok(())
+}
+
+/// `data-key`: the data disk's LUKS2 key on stdout, for `cryptsetup --key-file=-`.
+fn data_key(a: &DataKeyArgs) -> Result<()> {
+    use std::io::IsTerminal;
+    let provider = a.provider();
+    let key = cocoon_agent::data_key::derive(&provider)?;
+    if let cocoon_agent::data_key::KeyProvider::Simulated { seed, registers } = &provider {
+        let bound = match registers {
+            Some(path) => format!("the registers in {}", path.display()),
+            None => "the seed's default registers".to_string(),
+        };
+        eprintln!(
+            "cocoon-agent: SIMULATED data-disk key (seed {seed}, bound to MRTD and RTMR0-2 of \
+             {bound}): anyone who knows the seed can derive it; nothing on the disk is confidential"
+        );
+    }
+    let stdout = std::io::stdout();
+    let is_terminal = stdout.is_terminal();
+    cocoon_agent::data_key::write_key(&mut stdout.lock(), is_terminal, &key)?;
     Ok(())
 }

@@ -161,6 +161,23 @@ fn refuses_bad_config_input() {
         8443,
     );
     refused(&fx.launch(&c, &["--print"]), 2, "unknown field `colour`");
+    // The guest refuses data disks under 64 MiB; so does launch, before booting anything.
+    let small = fx.dir().join("small-disk.toml");
+    let full = fs::read_to_string(fx.config("c.toml", Some(OWNER), VM_1GPU, 8443)).unwrap();
+    for size in ["\"63M\"", "\"0\"", "\"1000\""] {
+        fs::write(
+            &small,
+            full.replace("size = \"100G\"", &format!("size = {size}")),
+        )
+        .unwrap();
+        refused(
+            &fx.launch(&small, &["--print"]),
+            2,
+            "field `data_disk.size`",
+        );
+    }
+    fs::write(&small, full.replace("size = \"100G\"", "size = \"64M\"")).unwrap();
+    assert_eq!(fx.launch(&small, &["--print"]).status.code(), Some(0));
     let p = fx.dir().join("trunc.toml");
     let full = fs::read_to_string(fx.config("c.toml", Some(OWNER), VM_1GPU, 8443)).unwrap();
     fs::write(&p, &full[..full.len() / 2]).unwrap();

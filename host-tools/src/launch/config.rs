@@ -19,6 +19,8 @@ use crate::ton_address::TonAddress;
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 pub const DEFAULT_QGS_SOCKET: &str = "/var/run/tdx-qgs/qgs.socket";
 pub const DEFAULT_GUEST_PORT: u16 = 8443;
+/// The guest's open-data-disk refuses smaller disks (LUKS2 header plus a useful ext4).
+pub const MIN_DATA_DISK_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -258,12 +260,12 @@ impl LaunchConfig {
             invalid(field, e.to_string())
         })?;
         let data_disk_bytes = size_of(&raw.data_disk.size)
-            .filter(|&b| b > 0 && b % 512 == 0)
+            .filter(|&b| b >= MIN_DATA_DISK_BYTES && b % 512 == 0)
             .ok_or_else(|| {
                 invalid(
                     "data_disk.size",
                     format!(
-                        "{:?} is not a non-zero size in whole 512-byte sectors",
+                        "{:?} is not a size of at least 64 MiB in whole 512-byte sectors (the guest formats the data disk with LUKS2 and ext4 only from 64 MiB up)",
                         raw.data_disk.size
                     ),
                 )

@@ -63,7 +63,9 @@ pub struct SimulatedTdConfig {
     pub xfam: u64,
 }
 
-fn seeded48(seed: u64, label: &str) -> [u8; 48] {
+/// One seeded value of a simulated TD: SHA-384 over a fixed prefix, `label` and `seed`. Every
+/// simulated secret and default measurement derives from it, so one seed reproduces a TD.
+pub fn seeded48(seed: u64, label: &str) -> [u8; 48] {
     let mut h = Sha384::new();
     h.update(b"cocoon-simulated-td/v1 ");
     h.update(label.as_bytes());
