@@ -643,3 +643,64 @@ fn no_tdx_hands_the_manifest_registers_to_the_guest() {
     assert!(!stderr(&out).contains("is left from"), "{}", stderr(&out));
     assert!(!file.exists());
 }
+
+/// Stopping `launch` (SIGTERM to cocoon-host, as `kill PID` sends) stops QEMU and waits for it:
+/// nothing is left running and launch exits with QEMU's status.
+#[test]
+fn sigterm_to_launch_reaches_qemu() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let fx = Fixture::new();
+    let marker = fx.dir().join("qemu-state");
+    let pid_file = fx.dir().join("qemu-pid");
+    // Runs until a signal, records which one, and exits 0 as QEMU does on SIGTERM/SIGINT.
+    fx.host.program(
+        "qemu-system-x86_64",
+        &format!(
+            "echo $$ > '{p}'\ntrap 'echo TERM > \"{m}\"; exit 0' TERM\ntrap 'echo INT > \"{m}\"; exit 0' INT\n\
+             echo running > '{m}'\nwhile :; do /bin/sleep 0.05; done",
+            p = pid_file.display(),
+            m = marker.display()
+        ),
+    );
+    let c = fx.config("c.toml", Some(OWNER), VM_NOGPU, free_port_base());
+    let mut launch = Command::new(env!("CARGO_BIN_EXE_cocoon-host"))
+        .arg("--root")
+        .arg(fx.host.root())
+        .args(["launch", c.to_str().unwrap(), "--no-tdx"])
+        .env("PATH", fx.host.bin())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while fs::read_to_string(&marker).unwrap_or_default().trim() != "running" {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "fake QEMU never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kill = |sig: &str, pid: &str| Command::new("/bin/kill").args([sig, pid]).status().unwrap();
+    assert!(kill("-TERM", &launch.id().to_string()).success());
+    let start = Instant::now();
+    while launch.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stopped = launch.try_wait().unwrap().is_some();
+    let state = fs::read_to_string(&marker).unwrap();
+    if !stopped || state.trim() != "TERM" {
+        // Leave nothing running when an assertion fails.
+        kill("-KILL", fs::read_to_string(&pid_file).unwrap().trim());
+        let _ = launch.kill();
+    }
+    let out = launch.wait_with_output().unwrap();
+    assert!(stopped, "launch did not exit within 30 s of SIGTERM");
+    assert_eq!(state.trim(), "TERM", "QEMU did not get the signal");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("SIGTERM received: passing it to QEMU"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -19,6 +19,7 @@ pub mod host;
 pub mod instance;
 pub mod quote;
 pub mod simulated;
+pub mod supervise;
 
 use std::fs::OpenOptions;
 use std::io;
@@ -389,12 +390,12 @@ pub fn run(p: &Prepared, root: &HostRoot, state_dir: &Path) -> Result<i32, Launc
         program: String::new(),
         source: io::Error::other("empty argv"),
     })?;
-    let status = Command::new(program)
-        .args(args)
-        .status()
-        .map_err(|source| LaunchError::Spawn {
-            program: program.clone(),
-            source,
+    let status =
+        supervise::run_forwarding_signals(Command::new(program).args(args)).map_err(|source| {
+            LaunchError::Spawn {
+                program: program.clone(),
+                source,
+            }
         })?;
     drop(lock);
     Ok(status.code().unwrap_or(1))
