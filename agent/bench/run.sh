@@ -122,9 +122,9 @@ fi
 # --- the agent, native ---------------------------------------------------------------------
 NATIVE_TARGET=$ROOT/target/bench-native
 log "building cocoon-agent (target-cpu=native) in $NATIVE_TARGET"
-# AGENT_FEATURES and LLAMA_LIB_PROFILE (default Release from .cargo/config.toml; RelWithDebInfo
-# gives the -O2 build measured before 35faae2) try other llama.cpp builds of the agent; changing
-# them rebuilds llama-cpp-sys-2 in the same target dir.
+# AGENT_FEATURES (e.g. llama-cpp-2/openmp) and LLAMA_LIB_PROFILE (Release: -O3 instead of the
+# release profile's RelWithDebInfo) try other llama.cpp builds of the agent; changing them
+# rebuilds llama-cpp-sys-2 in the same target dir.
 # The build script's messages name the OUT_DIR holding the llama.cpp libraries this binary links.
 AGENT_OUT=$(RUSTFLAGS="-C target-cpu=native" CARGO_TARGET_DIR=$NATIVE_TARGET \
   cargo build --release -p cocoon-agent --manifest-path "$ROOT/Cargo.toml" \
