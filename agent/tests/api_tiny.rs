@@ -66,10 +66,15 @@ fn chat_and_completions_stream_and_not_with_exact_usage() {
     let finish = &events[events.len() - 2];
     assert_eq!(finish["choices"][0]["finish_reason"], "length");
 
-    // Without include_usage no chunk carries usage.
+    // Without include_usage no chunk carries usage. Greedy, so that exactly 4 tokens come (the
+    // greedy continuation above ran 8 tokens without an end-of-generation token); a sampled
+    // one could end early and make the token count below wrong.
     let r = s.post_json(
         "/v1/chat/completions",
-        &chat(&s, json!({"max_tokens": 4, "stream": true})),
+        &chat(
+            &s,
+            json!({"max_tokens": 4, "temperature": 0, "stream": true}),
+        ),
     );
     let (events, done) = r.sse();
     assert!(done && events.iter().all(|e| e.get("usage").is_none()));
@@ -92,7 +97,10 @@ fn chat_and_completions_stream_and_not_with_exact_usage() {
     assert_eq!(events.last().unwrap()["usage"], v["usage"]);
 
     // Tokens are counted at the source: the metrics agree with the responses.
-    assert!(s.metric("cocoon_completion_tokens_total") >= 8.0 + 8.0 + 4.0 + 6.0 + 6.0);
+    assert_eq!(
+        s.metric("cocoon_completion_tokens_total"),
+        8.0 + 8.0 + 4.0 + 6.0 + 6.0
+    );
 }
 
 #[test]
