@@ -16,6 +16,7 @@
 
 use std::io::{self, Write};
 
+use base64::Engine;
 use sha2::{Digest, Sha256};
 
 pub const MARK: &str = "@@";
@@ -28,29 +29,8 @@ pub const ERROR: &str = "error";
 /// Bytes of data per `b64` line (76 base64 characters).
 pub const BYTES_PER_LINE: usize = 57;
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with `=` padding.
-pub fn base64(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let sextets = [(n >> 18) & 63, (n >> 12) & 63, (n >> 6) & 63, n & 63];
-        for (i, s) in sextets.iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[*s as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
+/// The data lines' encoding: standard base64 with `=` padding (RFC 4648, section 4).
+pub const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 pub fn write_begin(out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "{MARK}{BEGIN}")
@@ -58,11 +38,10 @@ pub fn write_begin(out: &mut impl Write) -> io::Result<()> {
 
 /// Writes one file: header with size and SHA-256, data lines, end line.
 pub fn write_file(out: &mut impl Write, name: &str, data: &[u8]) -> io::Result<()> {
-    let sha: [u8; 32] = Sha256::digest(data).into();
-    let hex: String = sha.iter().map(|b| format!("{b:02x}")).collect();
-    writeln!(out, "{MARK}{FILE} {name} {} {hex}", data.len())?;
+    let sha = hex::encode(Sha256::digest(data));
+    writeln!(out, "{MARK}{FILE} {name} {} {sha}", data.len())?;
     for chunk in data.chunks(BYTES_PER_LINE) {
-        writeln!(out, "{MARK}{B64} {}", base64(chunk))?;
+        writeln!(out, "{MARK}{B64} {}", BASE64.encode(chunk))?;
     }
     writeln!(out, "{MARK}{END} {name}")
 }
@@ -92,9 +71,9 @@ mod tests {
             ("fooba", "Zm9vYmE="),
             ("foobar", "Zm9vYmFy"),
         ] {
-            assert_eq!(base64(plain.as_bytes()), enc, "{plain:?}");
+            assert_eq!(BASE64.encode(plain.as_bytes()), enc, "{plain:?}");
         }
-        assert_eq!(base64(&[0xff, 0xfe, 0xfd]), "//79");
+        assert_eq!(BASE64.encode([0xff, 0xfe, 0xfd]), "//79");
     }
 
     #[test]
@@ -106,8 +85,8 @@ mod tests {
         assert_eq!(lines.len(), 4);
         assert!(lines[0].starts_with("@@file etc/acpi/rsdp 60 "));
         assert_eq!(lines[0].len(), "@@file etc/acpi/rsdp 60 ".len() + 64);
-        assert_eq!(lines[1], format!("@@b64 {}", base64(&[7u8; 57])));
-        assert_eq!(lines[2], format!("@@b64 {}", base64(&[7u8; 3])));
+        assert_eq!(lines[1], format!("@@b64 {}", BASE64.encode([7u8; 57])));
+        assert_eq!(lines[2], format!("@@b64 {}", BASE64.encode([7u8; 3])));
         assert_eq!(lines[3], "@@end etc/acpi/rsdp");
         let mut out = Vec::new();
         write_error(&mut out, "a\nb").unwrap();

@@ -9,7 +9,7 @@
 //! when its size and SHA-256 match its header; nothing panics on any input.
 
 use base64::Engine;
-use cocoon_acpi_capture_init::wire::{B64, BEGIN, DONE, END, ERROR, FILE, MARK};
+use cocoon_acpi_capture_init::wire::{B64, BASE64, BEGIN, DONE, END, ERROR, FILE, MARK};
 use cocoon_acpi_capture_init::{CAPTURED_FILES, MAX_FILE_BYTES};
 use sha2::{Digest, Sha256};
 
@@ -231,12 +231,10 @@ impl Parser {
             return Err(self.protocol("a data line outside a file"));
         };
         // A line of at most MAX_LINE_BYTES decodes to less; checked before appending.
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(rest)
-            .map_err(|_| SerialError::BadBase64 {
-                line,
-                name: name.to_string(),
-            })?;
+        let decoded = BASE64.decode(rest).map_err(|_| SerialError::BadBase64 {
+            line,
+            name: name.to_string(),
+        })?;
         let got = (data.len() + decoded.len()) as u64;
         if got > *size {
             return Err(SerialError::SizeMismatch {
@@ -526,9 +524,7 @@ mod tests {
                 name: "etc/table-loader".into(),
                 actual: hex::encode(Sha256::digest({
                     let mut d = blobs()[0].1.clone();
-                    let decoded = base64::engine::general_purpose::STANDARD
-                        .decode(flipped.trim_start_matches("@@b64 "))
-                        .unwrap();
+                    let decoded = BASE64.decode(flipped.trim_start_matches("@@b64 ")).unwrap();
                     d[..decoded.len()].copy_from_slice(&decoded);
                     d
                 })),
