@@ -271,13 +271,6 @@ fn qemu_report(status: Option<ExitStatus>, stderr_log: &Path) -> String {
     s
 }
 
-fn accel_name(a: host::Accel) -> &'static str {
-    match a {
-        host::Accel::Kvm => "kvm",
-        host::Accel::Tcg => "tcg",
-    }
-}
-
 fn kill_and_wait(child: &mut Child) -> Option<ExitStatus> {
     let _ = child.kill();
     child.wait().ok()
@@ -395,7 +388,7 @@ pub fn capture(req: &Request, root: &HostRoot, probe: HostProbe) -> Result<Summa
     })?;
     eprintln!(
         "booting the capture guest: {program} ({}, firmware {}), shape {}",
-        accel_name(plan.host.accel),
+        plan.host.accel.name(),
         boot.firmware.display(),
         cfg.shape
     );
@@ -502,7 +495,7 @@ pub fn capture(req: &Request, root: &HostRoot, probe: HostProbe) -> Result<Summa
             })
             .collect(),
         qemu: req.qemu.clone(),
-        accel: accel_name(plan.host.accel).into(),
+        accel: plan.host.accel.name().into(),
         shape: ShapeSummary {
             cpus: cfg.shape.cpus(),
             memory_bytes: cfg.shape.memory_bytes(),

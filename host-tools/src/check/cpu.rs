@@ -12,6 +12,17 @@ const BIOS_FIX: &str = "enable in the BIOS: Memory Encryption (TME), Total Memor
 Multi-Tenant (TME-MT) with TDX key IDs > 0, Trust Domain Extension (TDX) and the SEAM loader; \
 then boot a kernel with TDX host support (>= 6.16)";
 
+/// The CPU flags of `/proc/cpuinfo` text: its first `flags` line (every CPU lists the same);
+/// empty when there is none.
+pub fn cpu_flags(cpuinfo: &str) -> Vec<&str> {
+    cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, f)| f.split_whitespace().collect())
+        .unwrap_or_default()
+}
+
 /// `tdx_host_platform` (Linux >= 6.16 on a host whose BIOS enabled TDX) or the older `tdx`.
 pub fn cpu_flag(root: &HostRoot) -> CheckLine {
     const ID: &str = "cpu-tdx";
@@ -25,12 +36,7 @@ pub fn cpu_flag(root: &HostRoot) -> CheckLine {
             )
         }
     };
-    let flags: Vec<&str> = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("flags"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, f)| f.split_whitespace().collect())
-        .unwrap_or_default();
+    let flags = cpu_flags(&cpuinfo);
     if flags.is_empty() {
         return CheckLine::unknown(ID, "cpuinfo has no flags line", "run on the host itself");
     }

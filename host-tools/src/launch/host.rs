@@ -19,6 +19,16 @@ pub enum Accel {
     Tcg,
 }
 
+impl Accel {
+    /// QEMU's name for it (`-accel NAME`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
 /// What the host has, as read from its root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostProbe {
@@ -44,13 +54,11 @@ impl HostDevices {
     };
 }
 
-/// Whether cpuinfo's `flags` lines name hardware virtualisation (`vmx` or `svm`).
+/// Whether cpuinfo's flags name hardware virtualisation (`vmx` or `svm`).
 fn has_virt_flag(cpuinfo: &str) -> bool {
-    cpuinfo
-        .lines()
-        .filter(|l| l.starts_with("flags"))
-        .filter_map(|l| l.split_once(':'))
-        .any(|(_, flags)| flags.split_whitespace().any(|f| f == "vmx" || f == "svm"))
+    crate::check::cpu::cpu_flags(cpuinfo)
+        .iter()
+        .any(|f| *f == "vmx" || *f == "svm")
 }
 
 /// Reads `/dev/kvm`, `/proc/cpuinfo` and `/dev/vhost-vsock` below `root`.
