@@ -494,7 +494,7 @@ fn the_instance_is_claimed_as_by_launch() {
 ///
 /// ```text
 /// COCOON_E2E_QEMU=$PWD/ci/tools-qemu COCOON_E2E_INIT=$(ci/build-capture-init) \
-///   [COCOON_E2E_IMAGE_DIR=$COCOON_CACHE/image/out/cpu-final] \
+///   [COCOON_E2E_IMAGE_DIR=$COCOON_CACHE/image/out/cpu (what ci/build-image cpu writes)] \
 ///   [COCOON_E2E_WORK=$COCOON_CACHE/acpi-capture-e2e] \
 ///   cargo test -p cocoon-host --test acpi_capture -- --ignored --nocapture
 /// ```
@@ -512,7 +512,7 @@ fn e2e_capture_with_real_qemu() {
     });
     let qemu = env("COCOON_E2E_QEMU").expect("COCOON_E2E_QEMU (e.g. $PWD/ci/tools-qemu)");
     let init = env("COCOON_E2E_INIT").expect("COCOON_E2E_INIT (from ci/build-capture-init)");
-    let image = env("COCOON_E2E_IMAGE_DIR").unwrap_or(format!("{cache}/image/out/cpu-final"));
+    let image = env("COCOON_E2E_IMAGE_DIR").unwrap_or(format!("{cache}/image/out/cpu"));
     let work_root =
         PathBuf::from(env("COCOON_E2E_WORK").unwrap_or(format!("{cache}/acpi-capture-e2e")));
     fs::create_dir_all(&work_root).unwrap();

@@ -45,6 +45,8 @@ pub const MAX_CONSOLE_LOG_BYTES: u64 = 64 << 20;
 const POWER_OFF_GRACE: Duration = Duration::from_secs(60);
 /// Lines of QEMU's stderr quoted in errors.
 const STDERR_TAIL_LINES: usize = 10;
+/// How long a failed capture waits, after QEMU exited, for the rest of its console output.
+const READER_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -276,6 +278,16 @@ fn kill_and_wait(child: &mut Child) -> Option<ExitStatus> {
     child.wait().ok()
 }
 
+/// Waits up to `grace` for the console reader to reach the end of QEMU's output, so that the
+/// console log an error names holds everything QEMU printed (the reader keeps logging after
+/// it reported the outcome).
+fn wait_reader(reader: &std::thread::JoinHandle<()>, grace: Duration) {
+    let end = Instant::now() + grace;
+    while !reader.is_finished() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Waits up to `grace` for the child to exit by itself.
 fn wait_grace(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
     let end = Instant::now() + grace;
@@ -407,9 +419,10 @@ pub fn capture(req: &Request, root: &HostRoot, probe: HostProbe) -> Result<Summa
         program: program.clone(),
         source: io::Error::other("no stdout pipe"),
     })?;
-    // Not joined: a wrapper that forked QEMU instead of exec'ing it could keep the pipe open
-    // after the kill; the thread only reads and ends with the pipe.
-    std::thread::spawn(move || read_console(stdout, log, tx));
+    // Joined only for a bounded time (see `wait_reader`): a wrapper that forked QEMU instead of
+    // exec'ing it could keep the pipe open after the kill; the thread only reads and ends with
+    // the pipe.
+    let reader = std::thread::spawn(move || read_console(stdout, log, tx));
     eprintln!(
         "waiting for the blobs on the serial console (timeout {} s)",
         req.timeout.as_secs()
@@ -457,6 +470,7 @@ pub fn capture(req: &Request, root: &HostRoot, probe: HostProbe) -> Result<Summa
                 Some(st) => Some(st),
                 None => kill_and_wait(&mut child),
             };
+            wait_reader(&reader, READER_GRACE);
             let _ = fs::remove_file(&initrd);
             let _ = fs::remove_file(&temp_disk);
             return Err(CaptureError::Console {
@@ -467,6 +481,7 @@ pub fn capture(req: &Request, root: &HostRoot, probe: HostProbe) -> Result<Summa
         }
         None => {
             let status = kill_and_wait(&mut child);
+            wait_reader(&reader, READER_GRACE);
             let _ = fs::remove_file(&initrd);
             let _ = fs::remove_file(&temp_disk);
             return Err(CaptureError::Timeout {
