@@ -267,6 +267,48 @@ fn created_entry_is_removed_on_drop() {
     );
 }
 
+/// A reader whose close the service never sees as a read-only close (here: one that opened
+/// the FIFO read-write, as an interrupted open also leaves no read-only close behind) must
+/// not stall the next reader: the service notices the FIFO has no reader and serves on.
+#[test]
+fn a_reader_without_a_reported_close_does_not_stall_the_next_read() {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let td = SimulatedTd::start(9, dir.path()).unwrap();
+    let path = td.paths().rtmr_read[3].clone();
+    {
+        let mut odd = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(&path)
+            .unwrap();
+        let mut value = [0u8; 48];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match odd.read_exact(&mut value) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(std::time::Instant::now() < deadline, "no value served");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => panic!("reading {}: {e}", path.display()),
+            }
+        }
+        assert_eq!(value, [0u8; 48]);
+    }
+    let provider = td.provider();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(provider.read_rtmr(3));
+    });
+    let value = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the read after an unreported close hung");
+    assert_eq!(value.unwrap(), [0u8; 48]);
+}
+
 #[test]
 fn simulated_td_survives_a_malformed_request() {
     let dir = tempfile::tempdir().unwrap();

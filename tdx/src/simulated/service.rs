@@ -17,7 +17,9 @@
 //! * RTMR reads come from per-register FIFOs: a thread per register blocks opening it for
 //!   writing until a reader appears, writes the 48-byte value, closes it (the reader sees
 //!   EOF) and waits, through inotify, for the reader's close before opening again. One
-//!   reader at a time per register: concurrent readers would share one value.
+//!   reader at a time per register: concurrent readers would share one value. The one
+//!   timed wait: a close not reported within a second is checked on the FIFO itself (see
+//!   `CLOSE_WAIT_MS`), because a reader whose open was interrupted never closes.
 //!
 //! Invariant (consistency): every consumer of register values (quote thread, RTMR readers)
 //! first drains all extend FIFOs under the state lock. A provider's extend has completed its
@@ -388,7 +390,7 @@ fn rtmr_read_loop(stop: &AtomicBool, state: &Mutex<State>, index: usize, path: &
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let mut output = match OpenOptions::new().write(true).open(path) {
+        let output = match OpenOptions::new().write(true).open(path) {
             Ok(f) => f,
             Err(e) => {
                 eprintln!(
@@ -401,24 +403,71 @@ fn rtmr_read_loop(stop: &AtomicBool, state: &Mutex<State>, index: usize, path: &
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let value = {
-            let mut state = lock(state);
-            state.drain();
-            state.body.rtmr[index]
-        };
-        if let Err(e) = output.write_all(&value) {
-            eprintln!("simulated TD: writing {}: {e}", path.display());
-        }
-        drop(output);
+        serve_rtmr(state, index, path, output);
         loop {
-            match closes.read_events() {
-                Ok(events) if !events.is_empty() => break,
-                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            match wait_for_close(&closes) {
+                Ok(true) => break,
+                Ok(false) if stop.load(Ordering::SeqCst) => return,
+                // No close reported in time: see CLOSE_WAIT_MS. Nobody holding the FIFO means
+                // the reader is gone; a reader waiting in open is served now.
+                Ok(false) => match OpenOptions::new()
+                    .write(true)
+                    .custom_flags(OFlag::O_NONBLOCK.bits())
+                    .open(path)
+                {
+                    Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENXIO as i32) => break,
+                    Ok(output) => serve_rtmr(state, index, path, output),
+                    Err(e) => {
+                        eprintln!(
+                            "simulated TD: probing {} for readers: {e}; RTMR{index} reads stopped",
+                            path.display()
+                        );
+                        return;
+                    }
+                },
                 Err(e) => {
                     eprintln!("simulated TD: waiting for the RTMR{index} reader to close: {e}");
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Writes RTMR `index`, with every completed extend applied, to a reader's FIFO and closes it.
+fn serve_rtmr(state: &Mutex<State>, index: usize, path: &Path, mut output: File) {
+    let value = {
+        let mut state = lock(state);
+        state.drain();
+        state.body.rtmr[index]
+    };
+    if let Err(e) = output.write_all(&value) {
+        eprintln!("simulated TD: writing {}: {e}", path.display());
+    }
+}
+
+/// How long an RTMR read thread waits for its reader's close before checking the FIFO
+/// itself. The close event is the normal path; it is missing when the reader never finished
+/// opening (its open was interrupted after it had woken the writer, so no file was ever
+/// opened and no close follows), and that reader then waits in a new open for a writer that
+/// waits for the close: both would block for ever. A reader still reading its value after
+/// this long would get a second one and fail with "more than 48 bytes": an error, never a hang.
+const CLOSE_WAIT_MS: u16 = 1000;
+
+/// Waits up to [`CLOSE_WAIT_MS`] for a close of the FIFO opened read-only; `Ok(false)` on timeout.
+fn wait_for_close(closes: &Inotify) -> nix::Result<bool> {
+    loop {
+        let mut fds = [PollFd::new(closes.as_fd(), PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, PollTimeout::from(CLOSE_WAIT_MS)) {
+            Ok(0) => return Ok(false),
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+        match closes.read_events() {
+            Ok(events) if !events.is_empty() => return Ok(true),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e),
         }
     }
 }
