@@ -43,11 +43,7 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn cocoon-agent");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read listen line");
+        let line = first_line(&mut child, "cocoon-agent");
         let addr = line
             .trim()
             .strip_prefix("cocoon-agent: listening on http://")
@@ -99,6 +95,25 @@ impl Server {
             .unwrap_or_else(|| panic!("metric {name} missing"))
             .parse()
             .unwrap()
+    }
+}
+
+/// The first line `child` prints on stdout; kills it and panics, naming `what`, when none
+/// comes within three minutes (a child stuck at start-up must fail the test, not hang it).
+pub fn first_line(child: &mut Child, what: &str) -> String {
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = tx.send(BufReader::new(stdout).read_line(&mut line).map(|_| line));
+    });
+    match rx.recv_timeout(Duration::from_secs(180)) {
+        Ok(line) => line.unwrap_or_else(|e| panic!("reading {what}'s stdout: {e}")),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} printed nothing on stdout within 180 s");
+        }
     }
 }
 
