@@ -280,6 +280,31 @@ verify_verity_root() {
   rm -f "$dir/root.data" "$dir/root.verity"
 }
 
+# Vendors the crates of SRC's Cargo.lock into SRC/vendor, for an offline build in the chroot.
+# Done once per Cargo.lock (cached in $IMAGE_CACHE/vendor/, hard-linked into SRC); cargo
+# checks every vendored crate against the checksum in Cargo.lock when it builds.
+vendor_crates() {
+  local src=$1 locksum vendor
+  locksum=$(sha256sum "$src/Cargo.lock" | cut -c1-16)
+  vendor=$IMAGE_CACHE/vendor/$locksum
+  mkdir -p "$(dirname "$vendor")"
+  exec 9>"$vendor.lock"
+  flock 9
+  if [ ! -f "$vendor/.cocoon-vendored" ]; then
+    say "crates: cargo vendor (Cargo.lock $locksum) -> $vendor"
+    rm -rf "$vendor.tmp"
+    (cd "$src" && cargo vendor --locked --versioned-dirs --quiet "$vendor.tmp" >/dev/null) ||
+      die "cargo vendor failed (is crates.io reachable? is Cargo.lock up to date?)"
+    touch "$vendor.tmp/.cocoon-vendored"
+    rm -rf "$vendor"
+    mv "$vendor.tmp" "$vendor"
+  fi
+  cp -al "$vendor" "$src/vendor"
+  flock -u 9
+  exec 9>&-
+  rm -f "$src/vendor/.cocoon-vendored"
+}
+
 # Exports the source tree (tracked files plus untracked, not-ignored ones) into DIR with a
 # .cocoon-source file naming the commit and SOURCE_DATE_EPOCH (the commit time of HEAD).
 # RELEASE=1 refuses a dirty tree, naming the changed files.
