@@ -10,7 +10,8 @@ mod common;
 
 use base64::Engine as _;
 use cocoon_payments::Receipt;
-use common::{first_line, parse_response, stream_text, Resp, Server};
+use cocoon_tests::process::first_line;
+use common::{parse_response, stream_text, Resp, Server};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};

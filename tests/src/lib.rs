@@ -4,3 +4,4 @@
 //! generators in `tests/fixtures/` that `ci/setup` installs the dependencies for.
 
 pub mod fixtures;
+pub mod process;

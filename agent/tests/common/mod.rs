@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -43,7 +43,7 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn cocoon-agent");
-        let line = first_line(&mut child, "cocoon-agent");
+        let line = cocoon_tests::process::first_line(&mut child, "cocoon-agent");
         let addr = line
             .trim()
             .strip_prefix("cocoon-agent: listening on http://")
@@ -95,25 +95,6 @@ impl Server {
             .unwrap_or_else(|| panic!("metric {name} missing"))
             .parse()
             .unwrap()
-    }
-}
-
-/// The first line `child` prints on stdout; kills it and panics, naming `what`, when none
-/// comes within three minutes (a child stuck at start-up must fail the test, not hang it).
-pub fn first_line(child: &mut Child, what: &str) -> String {
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = tx.send(BufReader::new(stdout).read_line(&mut line).map(|_| line));
-    });
-    match rx.recv_timeout(Duration::from_secs(180)) {
-        Ok(line) => line.unwrap_or_else(|e| panic!("reading {what}'s stdout: {e}")),
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} printed nothing on stdout within 180 s");
-        }
     }
 }
 
@@ -306,13 +287,9 @@ impl SimulatedAgent {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn cocoon-agent");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let plain = addr_after(&line, "cocoon-agent: listening on http://");
-        line.clear();
-        out.read_line(&mut line).unwrap();
-        let tls = addr_after(&line, "cocoon-agent: listening on https://");
+        let lines = cocoon_tests::process::first_lines(&mut child, "cocoon-agent", 2);
+        let plain = addr_after(&lines[0], "cocoon-agent: listening on http://");
+        let tls = addr_after(&lines[1], "cocoon-agent: listening on https://");
         SimulatedAgent {
             child,
             plain,

@@ -4,7 +4,7 @@
 //! message, except under `CI=true`, where they fail: CI must run them.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -68,9 +68,7 @@ impl Emulator {
             .spawn()
             .expect("spawning node");
         let stdin = child.stdin.take().expect("stdin");
-        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        out.read_line(&mut line).expect("reading emulator stdout");
+        let line = cocoon_tests::process::first_line(&mut child, "the chain emulator");
         let port = line
             .trim()
             .strip_prefix("listening 127.0.0.1:")
