@@ -10,14 +10,13 @@ mod common;
 
 use base64::Engine as _;
 use cocoon_payments::Receipt;
-use cocoon_tests::process::first_line;
+use cocoon_tests::chain_emulator::Emulator;
 use common::{parse_response, stream_text, Resp, Server};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const TON: u64 = 1_000_000_000;
@@ -25,122 +24,6 @@ const PROMPT_PRICE: u64 = 1_000_000;
 const COMPLETION_PRICE: u64 = 3_000_000;
 const REFUND_FEE: u64 = 10_000_000;
 const TOKEN: &str = "sk-cocoon-test-0123456789abcdef";
-
-// ------------------------------------------------------------------ chain emulator
-
-struct Emulator {
-    child: Child,
-    _stdin: ChildStdin,
-    port: u16,
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Emulator {
-    fn start() -> Option<Emulator> {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/chain-emulator");
-        let installed = dir.join("node_modules/@ton/sandbox/package.json").is_file();
-        let has_node = Command::new("node")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !installed || !has_node {
-            let why = format!("node installed: {has_node}, emulator installed: {installed} (run tests/chain-emulator/setup)");
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("chain emulator unavailable under CI=true: {why}");
-            }
-            eprintln!("SKIPPING billing test: {why}");
-            return None;
-        }
-        let mut child = Command::new("node")
-            .arg(dir.join("server.mjs"))
-            .args(["--port", "0"])
-            .current_dir(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawning node");
-        let stdin = child.stdin.take().expect("stdin");
-        let line = first_line(&mut child, "the chain emulator");
-        let port = line
-            .trim()
-            .strip_prefix("listening 127.0.0.1:")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("emulator did not start: {line:?}"));
-        Some(Emulator {
-            child,
-            _stdin: stdin,
-            port,
-        })
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn call(&self, method: &str, path: &str, body: &Value) -> Value {
-        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
-        let body = if body.is_null() {
-            Vec::new()
-        } else {
-            body.to_string().into_bytes()
-        };
-        let r = request(addr, method, path, None, &body);
-        assert_eq!(
-            r.status,
-            200,
-            "{method} {path}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
-        r.json()
-    }
-
-    /// A deployed wallet v4r2 payer holding `amount`; returns its address.
-    fn payer(&self, name: &str, amount: u64) -> String {
-        let v = self.call(
-            "POST",
-            "/emulator/payer",
-            &json!({"name": name, "amount": amount.to_string()}),
-        );
-        v["address"].as_str().expect("payer address").to_string()
-    }
-
-    fn send(&self, payer: &str, to: &str, amount: u64, comment: &str) {
-        let v = self.call(
-            "POST",
-            "/emulator/send",
-            &json!({"payer": payer, "to": to, "amount": amount.to_string(), "comment": comment}),
-        );
-        assert!(!v["dest_tx"].is_null(), "transfer did not reach {to}: {v}");
-    }
-
-    /// Values of the transfers `addr` received from other accounts.
-    fn received(&self, addr: &str) -> Vec<u64> {
-        let v = self.call(
-            "GET",
-            &format!("/api/v2/getTransactions?address={addr}&limit=100"),
-            &Value::Null,
-        );
-        v["result"]
-            .as_array()
-            .expect("transactions")
-            .iter()
-            .filter(|t| {
-                t["in_msg"]["source"]
-                    .as_str()
-                    .is_some_and(|s| !s.is_empty())
-            })
-            .map(|t| t["in_msg"]["value"].as_str().unwrap().parse().unwrap())
-            .collect()
-    }
-}
 
 // ------------------------------------------------------------------ HTTP with a bearer token
 
@@ -385,7 +268,7 @@ fn a_paying_client_deposits_is_billed_exactly_and_gets_its_refund_on_chain() {
 
     // Deposit with the account's comment; the chain work credits it.
     let deposit = TON / 5;
-    emu.send(
+    emu.deposit(
         "billing-client",
         &deposit_address,
         deposit,
@@ -514,7 +397,9 @@ fn a_paying_client_deposits_is_billed_exactly_and_gets_its_refund_on_chain() {
     assert_eq!(v["balance"], 0);
     assert_eq!(client.balance(), 0);
     assert!(
-        emu.received(&payer).contains(&(balance - REFUND_FEE)),
+        emu.incoming(&payer)
+            .iter()
+            .any(|(_, v)| *v == balance - REFUND_FEE),
         "the refund is on chain at the payer's address"
     );
     let (r, _) = client.post("/v1/account/refund", &json!({"to": payer}));
@@ -558,7 +443,7 @@ fn a_client_that_disconnects_mid_stream_pays_for_what_was_generated() {
     };
     let acct = client.account();
     let deposit = 2 * TON;
-    emu.send(
+    emu.deposit(
         "billing-client",
         acct["deposit_address"].as_str().unwrap(),
         deposit,
