@@ -71,6 +71,12 @@ struct State {
 }
 
 impl State {
+    /// The registers with every completed extend applied: what a read must return.
+    fn current_rtmrs(&mut self) -> [[u8; 48]; RTMR_COUNT] {
+        self.drain();
+        self.body.rtmr
+    }
+
     /// Applies every complete 48-byte extend waiting in the extend FIFOs.
     fn drain(&mut self) {
         let mut buf = [0u8; 4096];
@@ -212,9 +218,7 @@ impl Service {
 
     /// Current register values, with every completed extend applied.
     pub(crate) fn rtmrs(&self) -> [[u8; 48]; RTMR_COUNT] {
-        let mut state = lock(&self.state);
-        state.drain();
-        state.body.rtmr
+        lock(&self.state).current_rtmrs()
     }
 
     /// Quotes served so far (the `generation` value).
@@ -436,11 +440,7 @@ fn rtmr_read_loop(stop: &AtomicBool, state: &Mutex<State>, index: usize, path: &
 
 /// Writes RTMR `index`, with every completed extend applied, to a reader's FIFO and closes it.
 fn serve_rtmr(state: &Mutex<State>, index: usize, path: &Path, mut output: File) {
-    let value = {
-        let mut state = lock(state);
-        state.drain();
-        state.body.rtmr[index]
-    };
+    let value = lock(state).current_rtmrs()[index];
     if let Err(e) = output.write_all(&value) {
         eprintln!("simulated TD: writing {}: {e}", path.display());
     }
