@@ -10,7 +10,7 @@ mod common;
 
 use base64::Engine as _;
 use cocoon_payments::Receipt;
-use cocoon_tests::chain_emulator::Emulator;
+use cocoon_tests::chain_emulator::{Emulator, TON};
 use common::{parse_response, stream_text, Resp, Server};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -19,7 +19,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-const TON: u64 = 1_000_000_000;
 const PROMPT_PRICE: u64 = 1_000_000;
 const COMPLETION_PRICE: u64 = 3_000_000;
 const REFUND_FEE: u64 = 10_000_000;

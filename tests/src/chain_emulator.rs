@@ -14,6 +14,9 @@ use serde_json::{json, Value};
 
 use crate::process::first_line;
 
+/// One TON in nanoTON, the unit of every amount the emulator takes and reports.
+pub const TON: u64 = 1_000_000_000;
+
 /// The emulator's directory (server.mjs, package.json, node_modules).
 pub fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("chain-emulator")

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use cocoon_payments::keys::SimulatedKeyProvider;
 use cocoon_payments::{AccountId, ChainConfig, Payments, PayoutConfig, PriceConfig};
-pub use cocoon_tests::chain_emulator::Emulator;
-
-pub const TON: u64 = 1_000_000_000;
+pub use cocoon_tests::chain_emulator::{Emulator, TON};
 
 pub fn prices() -> PriceConfig {
     PriceConfig {
