@@ -111,6 +111,17 @@ ensure_tools() {
   say "tools: ready in $((SECONDS - t0)) s ($(du -sh "$TOOLS" | cut -f1))"
 }
 
+# Mounts a writable overlay of the tools chroot at DIR/merged (changes land in DIR/upper and
+# survive between runs) and points TOOLS at it, for work that installs extra packages (compilers)
+# without touching the tools chroot. The caller unmounts "$DIR/merged" when done.
+tools_overlay() {
+  local dir=$1
+  mkdir -p "$dir/upper" "$dir/work" "$dir/merged"
+  mountpoint -q "$dir/merged" || mount -t overlay overlay \
+    -o "lowerdir=$TOOLS,upperdir=$dir/upper,workdir=$dir/work" "$dir/merged"
+  TOOLS=$dir/merged
+}
+
 # apt inside the tools chroot with a private state directory and our sources, for downloading
 # pinned .debs (the Release files are verified with debian-archive-keyring, each .deb against
 # the signed index).
@@ -278,6 +289,29 @@ verify_verity_root() {
   tools_run veritysetup verify /cocoon-verity/root.data /cocoon-verity/root.verity "$roothash" ||
     die "$raw: the root partition does not verify against root hash $roothash"
   rm -f "$dir/root.data" "$dir/root.verity"
+}
+
+# Puts the kernel tarball pinned in SRC/image/kernel.lock into SRC/kernel-source (a hard link
+# from $IMAGE_CACHE/sources), downloading it from the Debian pool when missing, and stops unless
+# its SHA-256 is the pinned one. image/build-kernel.chroot builds from it.
+fetch_kernel_source() {
+  local src=$1 upstream sum file have cache=$IMAGE_CACHE/sources
+  read -r upstream sum file < <(grep -v '^#' "$src/image/kernel.lock") || die "image/kernel.lock pins no kernel"
+  [[ $sum =~ ^[0-9a-f]{64}$ && $file =~ ^linux_[0-9.]+\.orig\.tar\.xz$ ]] ||
+    die "image/kernel.lock is malformed (want: upstream-version sha256 linux_VERSION.orig.tar.xz)"
+  mkdir -p "$cache"
+  if [ ! -f "$cache/$file" ]; then
+    say "kernel: downloading $file (Linux $upstream) from $DEBIAN_MIRROR"
+    curl -fsS --retry 3 -o "$cache/$file.part" "$DEBIAN_MIRROR/pool/main/l/linux/$file" ||
+      die "cannot download $DEBIAN_MIRROR/pool/main/l/linux/$file"
+    mv "$cache/$file.part" "$cache/$file"
+  fi
+  have=$(sha256sum "$cache/$file" | cut -d' ' -f1)
+  [ "$have" = "$sum" ] ||
+    die "kernel: $file has SHA-256 $have, but image/kernel.lock pins $sum (delete $cache/$file to download it again)"
+  mkdir -p "$src/kernel-source"
+  ln -f "$cache/$file" "$src/kernel-source/$file"
+  say "kernel: Linux $upstream source verified against image/kernel.lock"
 }
 
 # Vendors the crates of SRC's Cargo.lock into SRC/vendor, for an offline build in the chroot.
