@@ -303,7 +303,7 @@ fetch_kernel_source() {
   if [ ! -f "$cache/$file" ]; then
     say "kernel: downloading $file (Linux $upstream) from $DEBIAN_MIRROR"
     curl -fsS --retry 3 -o "$cache/$file.part" "$DEBIAN_MIRROR/pool/main/l/linux/$file" ||
-      die "cannot download $DEBIAN_MIRROR/pool/main/l/linux/$file"
+      { rm -f "$cache/$file.part"; die "cannot download $DEBIAN_MIRROR/pool/main/l/linux/$file"; }
     mv "$cache/$file.part" "$cache/$file"
   fi
   have=$(sha256sum "$cache/$file" | cut -d' ' -f1)
