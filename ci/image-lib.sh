@@ -111,17 +111,6 @@ ensure_tools() {
   say "tools: ready in $((SECONDS - t0)) s ($(du -sh "$TOOLS" | cut -f1))"
 }
 
-# Mounts a writable overlay of the tools chroot at DIR/merged (changes land in DIR/upper and
-# survive between runs) and points TOOLS at it, for work that installs extra packages (compilers)
-# without touching the tools chroot. The caller unmounts "$DIR/merged" when done.
-tools_overlay() {
-  local dir=$1
-  mkdir -p "$dir/upper" "$dir/work" "$dir/merged"
-  mountpoint -q "$dir/merged" || mount -t overlay overlay \
-    -o "lowerdir=$TOOLS,upperdir=$dir/upper,workdir=$dir/work" "$dir/merged"
-  TOOLS=$dir/merged
-}
-
 # apt inside the tools chroot with a private state directory and our sources, for downloading
 # pinned .debs (the Release files are verified with debian-archive-keyring, each .deb against
 # the signed index).
