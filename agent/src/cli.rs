@@ -204,14 +204,14 @@ pub struct DataKeyArgs {
 }
 
 impl DataKeyArgs {
-    pub fn provider(&self) -> crate::data_key::KeyProvider {
+    pub fn provider(&self) -> Result<crate::data_key::KeyProvider, crate::data_key::DataKeyError> {
         if self.simulated {
-            crate::data_key::KeyProvider::Simulated {
+            Ok(crate::data_key::KeyProvider::Simulated {
                 seed: self.simulated_seed,
                 registers: self.simulated_registers.clone(),
-            }
+            })
         } else {
-            crate::data_key::KeyProvider::RealTd
+            Err(crate::data_key::DataKeyError::NoRealProvider)
         }
     }
 }
@@ -275,9 +275,76 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub billing: BillingArgs,
     #[command(flatten)]
+    pub data_disk: DataDiskArgs,
+    #[command(flatten)]
     pub control: ControlArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+/// The data disk (see `src/data_disk.rs`).
+#[derive(Debug, Args, Clone)]
+pub struct DataDiskArgs {
+    /// After measuring, and before billing opens its ledger, run PROGRAM with the data disk's
+    /// 32-byte LUKS2 key on stdin (the image's /usr/lib/cocoon/open-data-disk); exit status 0
+    /// must mean the disk is open and mounted.
+    #[arg(long, value_name = "PROGRAM")]
+    pub open_data_disk: Option<PathBuf>,
+    /// Get the key from `cocoon-measure key-service` at HOST:PORT (required on a real TD; with
+    /// a simulated TD the SIMULATED provider is used unless this is given).
+    #[arg(long, value_name = "HOST:PORT", requires_all = ["open_data_disk", "data_key_service_pin"])]
+    pub data_key_service: Option<String>,
+    /// SHA-256 (hex) of the key service's TLS public key, as `key-service init` printed it;
+    /// measured into RTMR3.
+    #[arg(long, value_name = "HEX", requires = "data_key_service")]
+    pub data_key_service_pin: Option<String>,
+    /// How long to keep trying to reach the key service before giving up.
+    #[arg(long, default_value = "5m", value_parser = parse_duration, requires = "data_key_service")]
+    pub data_key_timeout: Duration,
+}
+
+impl DataDiskArgs {
+    /// The data-disk settings for a TD selected as `td`.
+    pub fn config(
+        &self,
+        td: &TdSelection,
+    ) -> Result<Option<crate::data_disk::DataDiskConfig>, crate::config::ConfigError> {
+        use crate::config::ConfigError;
+        use crate::data_key::KeyProvider;
+        let Some(program) = &self.open_data_disk else {
+            return Ok(None);
+        };
+        let provider = match (&self.data_key_service, &self.data_key_service_pin, td) {
+            (Some(addr), Some(pin), _) => KeyProvider::Service {
+                addr: addr.clone(),
+                pin: cocoon_measure::key_release::parse_pin(pin)
+                    .map_err(|e| ConfigError::DataDisk(e.to_string()))?,
+            },
+            (
+                None,
+                _,
+                TdSelection::Simulated {
+                    seed, registers, ..
+                },
+            ) => KeyProvider::Simulated {
+                seed: *seed,
+                registers: registers.clone(),
+            },
+            _ => {
+                return Err(ConfigError::DataDisk(
+                    "--open-data-disk on a real TD needs --data-key-service HOST:PORT and \
+                     --data-key-service-pin HEX (TDX has no sealing key; the key service \
+                     releases the key after verifying this TD)"
+                        .into(),
+                ))
+            }
+        };
+        Ok(Some(crate::data_disk::DataDiskConfig {
+            program: program.clone(),
+            provider,
+            timeout: self.data_key_timeout,
+        }))
+    }
 }
 
 /// The read-only host-control endpoint (`GET /status`, `GET /logs`; see `src/control`).
@@ -331,11 +398,14 @@ pub struct DemoArgs {
 impl ServeArgs {
     /// The validated configuration `serve` runs with.
     pub fn into_config(self) -> Result<crate::config::ServeConfig, crate::config::ConfigError> {
+        let td = self.td.selection();
+        let data_disk = self.data_disk.config(&td)?;
         let attest = AttestConfig {
-            td: self.td.selection(),
+            td,
             tls: self.tls.config()?,
         };
-        self.engine
+        let mut config = self
+            .engine
             .into_raw(
                 self.model,
                 self.model_sha256,
@@ -344,7 +414,9 @@ impl ServeArgs {
                 attest,
             )
             .with_billing(self.billing.billing, self.billing.billing_period)
-            .validate()
+            .validate()?;
+        config.data_disk = data_disk;
+        Ok(config)
     }
 }
 

@@ -31,6 +31,8 @@ pub enum ConfigError {
     Digest(#[from] crate::integrity::IntegrityError),
     #[error(transparent)]
     Billing(#[from] crate::billing::BillingConfigError),
+    #[error("data disk: {0}")]
+    DataDisk(String),
 }
 
 /// Everything `serve` needs.
@@ -45,6 +47,8 @@ pub struct ServeConfig {
     pub api: ApiConfig,
     /// Prepaid accounts and payments (`--billing FILE`); `None` serves for free.
     pub billing: Option<crate::billing::BillingConfig>,
+    /// `--open-data-disk`: opened after measuring, before billing starts.
+    pub data_disk: Option<crate::data_disk::DataDiskConfig>,
 }
 
 /// Raw values as given on the command line.
@@ -132,6 +136,7 @@ impl RawServe {
         };
         Ok(ServeConfig {
             billing,
+            data_disk: None,
             listen: self.listen,
             attest: self.attest,
             model_sha256,

@@ -1,18 +1,18 @@
-//! The data disk's LUKS2 key: what `cocoon-agent data-key` writes for
-//! `cryptsetup --key-file=-` (see `image/rootfs/usr/lib/cocoon/open-data-disk` and
-//! docs/image.md, "Data disk").
+//! The data disk's LUKS2 key (see `crate::data_disk`, `image/rootfs/usr/lib/cocoon/open-data-disk`
+//! and docs/image.md, "Data disk").
 //!
-//! Two providers exist in name, one in code:
+//! Two providers:
 //!
 //! * **SIMULATED** ([`KeyProvider::Simulated`]): HKDF-SHA256 of a per-seed mock sealing secret,
 //!   bound to MRTD and RTMR0-2 (the preset registers of the simulated TD, or the seed's
 //!   defaults), so that a disk formatted by one image or VM shape does not open under another.
 //!   Anyone who knows the seed can derive the key: it protects nothing and exists for tests and
 //!   development.
-//! * **Real TD** ([`KeyProvider::RealTd`]): TDX has no hardware sealing key. A real provider is
-//!   a key-release service that checks the TD's quote against the signed manifest before it
-//!   hands out the key (so an image update that the manifest admits keeps the disk); it is not
-//!   built, and [`derive`] refuses with [`DataKeyError::NoRealProvider`].
+//! * **Key service** ([`KeyProvider::Service`]): TDX has no hardware sealing key, so a real TD
+//!   gets its key from `cocoon-measure key-service`, which checks the TD's RA-TLS certificate
+//!   against the signed manifest first (so an image update that the manifest admits keeps the
+//!   disk). `serve` fetches it ([`crate::data_disk`]); [`derive`] and `cocoon-agent data-key`
+//!   refuse it with [`DataKeyError::NoRealProvider`].
 //!
 //! The key is 32 bytes. It is the passphrase of a LUKS2 keyslot, not the volume key (which
 //! `cryptsetup luksFormat` draws at random): 256 bits is the full strength of HKDF-SHA256's
@@ -38,10 +38,10 @@ const HKDF_INFO_PREFIX: &[u8] = b"cocoon-data-disk/v1 luks2-keyslot-passphrase";
 #[derive(Debug, thiserror::Error)]
 pub enum DataKeyError {
     #[error(
-        "no key provider for a real TD: TDX has no hardware sealing key, and the key-release \
-         service that would hand out the data-disk key after checking this TD's quote against \
-         the signed manifest is not built (docs/image.md, \"Data disk\"); only the SIMULATED \
-         provider (--simulated) exists"
+        "no local key provider for a real TD: TDX has no hardware sealing key; a real TD gets \
+         its data-disk key from the key service while `serve` starts (--open-data-disk with \
+         --data-key-service, docs/image.md \"Data disk\"); `data-key` derives only SIMULATED \
+         keys (--simulated)"
     )]
     NoRealProvider,
     #[error("simulated data-disk key: {0}")]
@@ -64,14 +64,19 @@ pub enum KeyProvider {
         seed: u64,
         registers: Option<PathBuf>,
     },
-    /// A real TD: no provider exists.
-    RealTd,
+    /// `cocoon-measure key-service` at `addr` (HOST:PORT), accepted by the SHA-256 of its TLS
+    /// SubjectPublicKeyInfo.
+    Service { addr: String, pin: [u8; 32] },
 }
 
 /// The key. Zeroed when dropped; `Debug` does not show it.
 pub struct DataKey(Zeroizing<[u8; DATA_KEY_LEN]>);
 
 impl DataKey {
+    pub fn from_bytes(key: Zeroizing<[u8; DATA_KEY_LEN]>) -> DataKey {
+        DataKey(key)
+    }
+
     pub fn as_bytes(&self) -> &[u8; DATA_KEY_LEN] {
         &self.0
     }
@@ -124,11 +129,11 @@ pub fn simulated_key(seed: u64, registers: &SimulatedRegisters) -> DataKey {
     DataKey(key)
 }
 
-/// The key of `provider`: loads the registers file for a SIMULATED provider that names one,
-/// refuses a real TD.
+/// The key of a SIMULATED `provider` (loading the registers file it names, if any); the key
+/// service's keys are not derived locally.
 pub fn derive(provider: &KeyProvider) -> Result<DataKey, DataKeyError> {
     match provider {
-        KeyProvider::RealTd => Err(DataKeyError::NoRealProvider),
+        KeyProvider::Service { .. } => Err(DataKeyError::NoRealProvider),
         KeyProvider::Simulated { seed, registers } => {
             let registers = match registers {
                 Some(path) => SimulatedRegisters::load(path)?,
@@ -217,12 +222,16 @@ mod tests {
     }
 
     #[test]
-    fn real_td_is_refused() {
-        let err = derive(&KeyProvider::RealTd).unwrap_err();
+    fn service_keys_are_not_derived_locally() {
+        let service = KeyProvider::Service {
+            addr: "127.0.0.1:1".into(),
+            pin: [0; 32],
+        };
+        let err = derive(&service).unwrap_err();
         assert!(matches!(err, DataKeyError::NoRealProvider));
         assert!(
             err.to_string()
-                .starts_with("no key provider for a real TD: "),
+                .starts_with("no local key provider for a real TD: "),
             "{err}"
         );
     }

@@ -8,6 +8,7 @@ pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod data_disk;
 pub mod data_key;
 pub mod demo;
 pub mod engine;

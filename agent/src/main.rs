@@ -67,7 +67,7 @@ fn simulated_pki(a: &SimulatedPkiArgs) -> Result<()> {
 /// `data-key`: the data disk's LUKS2 key on stdout, for `cryptsetup --key-file=-`.
 fn data_key(a: &DataKeyArgs) -> Result<()> {
     use std::io::IsTerminal;
-    let provider = a.provider();
+    let provider = a.provider()?;
     let key = cocoon_agent::data_key::derive(&provider)?;
     if let cocoon_agent::data_key::KeyProvider::Simulated { seed, registers } = &provider {
         let bound = match registers {

@@ -2,8 +2,10 @@
 //! listeners, model loading behind the readiness gates.
 //!
 //! Order, and why: the model digest is checked first (nothing is measured for a wrong file);
-//! then the TD is opened and RTMR3 extended, then the first certificate issued — all before
-//! any socket is bound, so no connection is ever accepted by an unmeasured agent. The model
+//! then the TD is opened and RTMR3 extended, then the data disk opened (its key service checks
+//! the measured config), then billing started on the ledger it holds, then the first
+//! certificate issued — all before any socket is bound, so no connection is ever accepted by
+//! an unmeasured agent. The model
 //! loads in the background after the listeners are up; `/healthz` reports ready only when both
 //! the `model` and the `attestation` gates are open.
 
@@ -94,10 +96,18 @@ pub async fn run_with_control(
     let mut config = config;
     config.engine.model_path = verified.load_path();
 
+    let attested = attest(&config).await?;
+    // The data disk holds the ledger: opened after measuring (the key service checks the
+    // measured config) and before billing opens the ledger on it.
+    if let Some(disk) = &config.data_disk {
+        crate::data_disk::open(disk, &attested.td, &attested.measurement)
+            .await
+            .inspect_err(|e| tracing::error!(error = format!("{e:#}"), "data disk not opened"))
+            .context("opening the data disk (--open-data-disk)")?;
+    }
     let billing = crate::billing::BillingService::start(&config)
         .await
         .context("starting billing (--billing)")?;
-    let attested = attest(&config).await?;
     let tls = match &config.attest.tls {
         None => None,
         Some(tls) => {

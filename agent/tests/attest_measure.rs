@@ -85,13 +85,27 @@ fn a_non_zero_rtmr3_refuses_start_and_extends_nothing() {
     assert!(msg.contains("something else extended it"), "{msg}");
     assert_eq!(rtmr3_of(&td), before, "nothing was extended");
 
-    // A second measurement in the same TD (an agent restart) is refused the same way.
+    // An agent restarted in the same TD with another config is refused the same way ...
     let (_dir, td) = simulated(3);
-    measure::measure(td.provider(), &measured(&[]), &MODEL_SHA, td.mode()).unwrap();
+    let first = measure::measure(td.provider(), &measured(&[]), &MODEL_SHA, td.mode()).unwrap();
     assert!(matches!(
-        measure::measure(td.provider(), &measured(&[]), &MODEL_SHA, td.mode()),
+        measure::measure(
+            td.provider(),
+            &measured(&["--ctx", "4096"]),
+            &MODEL_SHA,
+            td.mode()
+        ),
         Err(AttestError::Rtmr3NotZero { .. })
     ));
+    assert!(matches!(
+        measure::measure(td.provider(), &measured(&[]), &[0x55; 32], td.mode()),
+        Err(AttestError::Rtmr3NotZero { .. })
+    ));
+    // ... while one with the same config and model finds its own events there and extends
+    // nothing.
+    let again = measure::measure(td.provider(), &measured(&[]), &MODEL_SHA, td.mode()).unwrap();
+    assert_eq!(again, first);
+    assert_eq!(rtmr3_of(&td), first.rtmr3);
 }
 
 #[test]
@@ -111,6 +125,14 @@ fn measured_config_follows_acceptance_settings_and_ignores_unmeasured_ones() {
         &["--cert-lifetime", "30m"],
         &["--listen", "127.0.0.1:1"],
         &["--model-id", "other"],
+        &[
+            "--open-data-disk",
+            "/bin/true",
+            "--data-key-service",
+            "127.0.0.1:1",
+            "--data-key-service-pin",
+            PIN.as_str(),
+        ],
     ] {
         assert_ne!(measured(extra).sha256(), base.sha256(), "{extra:?}");
     }
@@ -119,10 +141,32 @@ fn measured_config_follows_acceptance_settings_and_ignores_unmeasured_ones() {
         &["--threads", "3"][..],
         &["--tls-listen", "127.0.0.1:9"],
         &["--simulated-td", "/tmp/elsewhere", "--simulated-seed", "9"],
+        // A SIMULATED data-disk key has no service to pin.
+        &[
+            "--simulated-td",
+            "/tmp/elsewhere",
+            "--open-data-disk",
+            "/bin/true",
+        ],
     ] {
         assert_eq!(measured(extra), base, "{extra:?}");
     }
+    let pinned = serde_json::from_slice::<serde_json::Value>(
+        &measured(&[
+            "--open-data-disk",
+            "/bin/true",
+            "--data-key-service",
+            "10.0.0.1:1",
+            "--data-key-service-pin",
+            PIN.as_str(),
+        ])
+        .canonical_json(),
+    )
+    .unwrap();
+    assert_eq!(pinned["data_key_service_pin"], *PIN);
 }
+
+static PIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| "ab".repeat(32));
 
 fn issue(td: &Td, m: &Measurement) -> evidence::IssuedCert {
     evidence::issue(td.provider(), m, Duration::from_secs(600)).unwrap()

@@ -51,7 +51,10 @@ fn prices_payout_and_endpoint_are_measured_and_secrets_and_paths_are_not() {
     let free = config(&[]).unwrap();
     assert_eq!(free.billing, None);
     let free_json = String::from_utf8(free.canonical_json()).unwrap();
-    assert!(free_json.ends_with(r#","billing":null}"#), "{free_json}");
+    assert!(
+        free_json.ends_with(r#","billing":null,"data_key_service_pin":null}"#),
+        "{free_json}"
+    );
 
     let a = file(dir.path(), "a.json", &billing(&owner, "/data/key-a"));
     let paid = config(&["--billing", &a, "--billing-period", "30s"]).unwrap();

@@ -1,7 +1,8 @@
 //! `image/rootfs/usr/lib/cocoon/open-data-disk` run against a regular file standing in for the
-//! data disk, under a test root (`COCOON_DATA_TEST_ROOT`), with the real `cocoon-agent
-//! data-key`, the real `cryptsetup` (header, key check, luksFormat, relabel), `blkid`,
-//! `mkfs.ext4` and `fsck.ext4`.
+//! data disk, under a test root (`COCOON_DATA_TEST_ROOT`), with the key on stdin as `serve
+//! --open-data-disk` gives it (the SIMULATED key from the real `cocoon-agent data-key`), the
+//! real `cryptsetup` (header, key check, luksFormat, relabel), `blkid`, `mkfs.ext4` and
+//! `fsck.ext4`.
 //!
 //! Only what needs root block devices is replaced, by shims first on PATH: `cryptsetup open`
 //! (without `--test-passphrase`) checks the key with the real cryptsetup and then "maps" the
@@ -22,8 +23,6 @@ const SCRIPT: &str = concat!(
     "/../image/rootfs/usr/lib/cocoon/open-data-disk"
 );
 const MIB: u64 = 1 << 20;
-const SIMULATED_CMDLINE: &str = "console=ttyS0 ro cocoon.simulated_td=1 panic=30\n";
-const REAL_CMDLINE: &str = "console=ttyS0 ro panic=30\n";
 const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Test shim for cryptsetup; see the module documentation.
@@ -95,28 +94,19 @@ struct Boot {
 }
 
 impl Guest {
-    fn new(cmdline: &str) -> Guest {
+    fn new() -> Guest {
         let root = tempfile::tempdir().unwrap();
-        for dir in [
-            "dev/disk/by-id",
-            "dev/mapper",
-            "proc",
-            "run/cocoon/config",
-            "shims",
-        ] {
+        for dir in ["dev/disk/by-id", "dev/mapper", "run/cocoon/config", "shims"] {
             std::fs::create_dir_all(root.path().join(dir)).unwrap();
         }
         let shims = root.path().join("shims");
-        std::os::unix::fs::symlink(BIN, shims.join("cocoon-agent")).unwrap();
         write_executable(&shims.join("cryptsetup"), CRYPTSETUP_SHIM);
         write_executable(&shims.join("mount"), MOUNT_SHIM);
-        let guest = Guest {
+        Guest {
             log: root.path().join("shim.log"),
             root,
             shims,
-        };
-        guest.set_cmdline(cmdline);
-        guest
+        }
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -129,10 +119,6 @@ impl Guest {
 
     fn mapped(&self) -> PathBuf {
         self.path("dev/mapper/cocoon-data")
-    }
-
-    fn set_cmdline(&self, cmdline: &str) {
-        std::fs::write(self.path("proc/cmdline"), cmdline).unwrap();
     }
 
     fn set_registers(&self, registers: &SimulatedRegisters) {
@@ -155,18 +141,31 @@ impl Guest {
         std::fs::read(self.disk()).unwrap()
     }
 
+    /// Runs the script with the agent's key on stdin, as `serve --open-data-disk` does.
     fn boot(&self) -> Boot {
+        self.boot_with_key(&self.agent_key())
+    }
+
+    fn boot_with_key(&self, key: &[u8]) -> Boot {
+        use std::io::Write;
         let _ = std::fs::remove_file(&self.log);
-        let out = Command::new("sh")
+        let mut child = Command::new("sh")
             .arg(SCRIPT)
             .env_clear()
             .env("PATH", format!("{}:{SYSTEM_PATH}", self.shims.display()))
             .env("COCOON_DATA_TEST_ROOT", self.root.path())
             .env("REAL_CRYPTSETUP", real_cryptsetup())
             .env("SHIM_LOG", &self.log)
-            .stdin(Stdio::null())
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("running open-data-disk");
+        let mut stdin = child.stdin.take().unwrap();
+        // The script may stop before reading (e.g. nothing to read): a broken pipe is fine.
+        let _ = stdin.write_all(key);
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
         Boot {
             ok: out.status.success(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -264,7 +263,7 @@ fn assert_refused(boot: &Boot, message: &str) {
 
 #[test]
 fn blank_disk_is_formatted_then_only_opened_and_only_by_its_own_key() {
-    let guest = Guest::new(SIMULATED_CMDLINE);
+    let guest = Guest::new();
     guest.set_registers(&registers(0x44));
     guest.blank_disk(96 * MIB);
 
@@ -350,33 +349,38 @@ fn blank_disk_is_formatted_then_only_opened_and_only_by_its_own_key() {
     std::fs::remove_file(guest.registers_file()).unwrap();
     assert_refused(&guest.boot(), "data disk: LUKS2 header present");
 
-    // A real TD: no key provider; refused before the disk is read.
-    guest.set_cmdline(REAL_CMDLINE);
-    let real = guest.boot();
-    assert!(!real.ok);
-    assert!(
-        real.stderr.contains("no key provider for a real TD: "),
-        "{}",
-        real.stderr
-    );
-    assert!(
-        real.stderr.contains(
-            "cocoon-data: data disk: the key provider (cocoon-agent data-key) gave no 32-byte key"
-        ),
-        "{}",
-        real.stderr
+    // No key (the agent had none to give): refused before the disk is read.
+    let none = guest.boot_with_key(&[]);
+    assert_refused(
+        &none,
+        "data disk: expected a 32-byte key on stdin, got 0 bytes; the data disk stays closed",
     );
     assert!(guest.disk_bytes() == before, "the disk changed");
 }
 
 #[test]
-fn real_td_never_formats_a_blank_disk() {
-    let guest = Guest::new(REAL_CMDLINE);
+fn a_blank_disk_is_never_formatted_without_exactly_one_key() {
+    let guest = Guest::new();
     guest.blank_disk(64 * MIB);
-    let boot = guest.boot();
-    assert_refused(&boot, "data disk: the key provider");
-    assert!(!boot.log.contains("luksFormat"), "{}", boot.log);
-    assert!(guest.disk_bytes().iter().all(|&b| b == 0));
+    let key = guest.agent_key();
+    for (bad, got) in [
+        (&[][..], "got 0 bytes"),
+        (&key[..31], "got 31 bytes"),
+        (&[key.as_slice(), &[0]].concat()[..], "got 33 bytes"),
+    ] {
+        let boot = guest.boot_with_key(bad);
+        assert_refused(&boot, "data disk: expected a 32-byte key on stdin");
+        assert!(boot.stderr.contains(got), "{got}: {}", boot.stderr);
+        assert!(boot.log.is_empty(), "cryptsetup ran: {}", boot.log);
+        assert!(guest.disk_bytes().iter().all(|&b| b == 0));
+    }
+    // A key with NUL and newline bytes survives the shell intact.
+    let mut odd = [0u8; 32];
+    odd[..4].copy_from_slice(&[0, b'\n', b' ', 0xff]);
+    let boot = guest.boot_with_key(&odd);
+    assert!(boot.ok, "{}", boot.stderr);
+    assert!(guest.key_opens_disk(&odd));
+    assert!(!guest.key_opens_disk(&key));
 }
 
 /// Lays out a disk in a guest.
@@ -461,7 +465,7 @@ fn foreign_or_non_blank_disks_are_refused_untouched() {
         ),
     ];
     for (what, prepare, message) in cases {
-        let guest = Guest::new(SIMULATED_CMDLINE);
+        let guest = Guest::new();
         prepare(&guest);
         let before = guest.disk_bytes();
         let boot = guest.boot();
@@ -488,7 +492,7 @@ fn write_at(path: &Path, offset: u64, bytes: &[u8]) {
 /// disk whose filesystem is damaged beyond `fsck -p` is closed again and not mounted.
 #[test]
 fn interrupted_format_is_finished_and_a_broken_filesystem_is_not_mounted() {
-    let guest = Guest::new(SIMULATED_CMDLINE);
+    let guest = Guest::new();
     guest.blank_disk(64 * MIB);
     let key = guest.agent_key();
     let (ok, out) = guest.cryptsetup(
@@ -539,7 +543,7 @@ fn interrupted_format_is_finished_and_a_broken_filesystem_is_not_mounted() {
 
 #[test]
 fn missing_disk_names_the_serial() {
-    let guest = Guest::new(SIMULATED_CMDLINE);
+    let guest = Guest::new();
     let boot = guest.boot();
     assert_refused(&boot, "data disk: ");
     assert!(

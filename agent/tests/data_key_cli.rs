@@ -1,5 +1,6 @@
 //! `cocoon-agent data-key`, the real binary: the SIMULATED key is a function of the seed and
-//! the registers, registers file errors name the cause, a real TD and a terminal are refused.
+//! the registers, registers file errors name the cause, a real TD (whose key only the key
+//! service hands out, during `serve`) and a terminal are refused.
 
 use cocoon_tdx::simulated::registers::MAX_REGISTERS_FILE;
 use cocoon_tdx::simulated::{SimulatedRegisters, SimulatedTdConfig};
@@ -133,7 +134,11 @@ fn registers_file_errors_are_named() {
 #[test]
 fn real_td_is_refused() {
     let err = refused(&[]);
-    assert!(err.contains("no key provider for a real TD: "), "{err}");
+    assert!(
+        err.contains("no local key provider for a real TD: "),
+        "{err}"
+    );
+    assert!(err.contains("--data-key-service"), "{err}");
     // The simulated options need --simulated; they never select it silently.
     let err = refused(&["--simulated-seed", "1"]);
     assert!(err.contains("--simulated"), "{err}");

@@ -8,6 +8,7 @@ pub mod boot;
 pub mod bzimage;
 pub mod eventlog;
 pub mod identity;
+pub mod key_release;
 pub mod manifest;
 pub mod pe;
 pub mod quote;

@@ -2,8 +2,9 @@
 //!
 //! Invariants enforced here:
 //! * RTMR3 reads all zero before the first extend, so that the agent's events alone explain
-//!   its value (a restarted agent in the same TD refuses to start: verifiers could not replay
-//!   RTMR3 from one event list otherwise);
+//!   its value; or it already reads exactly the replay of this agent's events (a restart in
+//!   the same TD with the same config and model), and nothing is extended. Any other value
+//!   refuses to start: verifiers could not replay RTMR3 from one event list otherwise;
 //! * the events are `cocoon.config`, `cocoon.model`, `cocoon.mode`, extended in that order
 //!   through the provider's RTMR3 extend interface;
 //! * afterwards RTMR3 reads exactly `rtmr3::replay(events)`.
@@ -50,18 +51,24 @@ pub fn measure(
     model_sha256: &[u8; 32],
     mode: Mode,
 ) -> Result<Measurement, AttestError> {
+    let events = events(config, model_sha256, mode)?;
+    let expected = rtmr3::replay(&events).value();
     let before = provider.read_rtmr(3)?;
-    if before != [0u8; 48] {
+    if before == expected {
+        // An earlier run of this agent, with this config and model, measured itself in this
+        // TD and stopped (e.g. the key service was unreachable): the register already says
+        // exactly what these events say.
+        tracing::info!("RTMR3 already holds these events (agent restarted in the same TD)");
+    } else if before != [0u8; 48] {
         return Err(AttestError::Rtmr3NotZero {
             value: hex::encode(before),
         });
-    }
-    let events = events(config, model_sha256, mode)?;
-    for e in &events {
-        provider.extend_rtmr3(&e.digest())?;
+    } else {
+        for e in &events {
+            provider.extend_rtmr3(&e.digest())?;
+        }
     }
     let found = provider.read_rtmr(3)?;
-    let expected = rtmr3::replay(&events).value();
     if found != expected {
         return Err(AttestError::Rtmr3Mismatch {
             found: hex::encode(found),

@@ -5,7 +5,7 @@
 //! Measured (here): model id and SHA-256, context size, parallel sequences, queue limit, batch
 //! size, GPU layers, chat template override, body limit, I/O timeout, connection limit,
 //! whether the plain loopback listener is on, and the RA-TLS listener's certificate lifetime
-//! and client-authentication mode.
+//! and client-authentication mode, and the pin of the data-disk key service.
 //!
 //! Not measured: file paths (the model's bytes are pinned by its SHA-256), listen addresses
 //! (where, not what; the plain listener is forced onto loopback and its presence is measured),
@@ -64,6 +64,9 @@ pub struct MeasuredConfig {
     /// Prices, payout destination and policy, chain endpoint (`billing::MeasuredBilling`);
     /// `null` when the agent serves for free. Paths and the chain API key are not measured.
     pub billing: Option<crate::billing::MeasuredBilling>,
+    /// SHA-256 (hex) of the TLS public key of the key service the data-disk key comes from
+    /// (`--data-key-service-pin`); `null` without one (no data disk, or a SIMULATED key).
+    pub data_key_service_pin: Option<String>,
 }
 
 impl MeasuredConfig {
@@ -89,6 +92,10 @@ impl MeasuredConfig {
                 client_policy: t.client_auth.policy().map(|p| p.measured.clone()),
             }),
             billing: config.billing.as_ref().map(|b| b.measured()),
+            data_key_service_pin: config.data_disk.as_ref().and_then(|d| match &d.provider {
+                crate::data_key::KeyProvider::Service { pin, .. } => Some(hex::encode(pin)),
+                crate::data_key::KeyProvider::Simulated { .. } => None,
+            }),
         }
     }
 
@@ -129,6 +136,7 @@ mod tests {
                 client_policy: None,
             }),
             billing: None,
+            data_key_service_pin: None,
         }
     }
 
@@ -138,7 +146,7 @@ mod tests {
         assert_eq!(
             json,
             format!(
-                r#"{{"format":"cocoon-agent-config/v1","model_id":"m\"1","model_sha256":"{}","ctx":256,"parallel":2,"queue":8,"batch":64,"gpu_layers":0,"chat_template":null,"body_limit":1024,"io_timeout_secs":5,"max_connections":4,"plain_http":false,"tls":{{"cert_lifetime_secs":3600,"client_auth":"none","client_policy":null}},"billing":null}}"#,
+                r#"{{"format":"cocoon-agent-config/v1","model_id":"m\"1","model_sha256":"{}","ctx":256,"parallel":2,"queue":8,"batch":64,"gpu_layers":0,"chat_template":null,"body_limit":1024,"io_timeout_secs":5,"max_connections":4,"plain_http":false,"tls":{{"cert_lifetime_secs":3600,"client_auth":"none","client_policy":null}},"billing":null,"data_key_service_pin":null}}"#,
                 "ab".repeat(32)
             )
         );
@@ -212,6 +220,7 @@ mod tests {
                     ..billing()
                 })
             }),
+            Box::new(|c| c.data_key_service_pin = Some("33".repeat(32))),
         ];
         for (i, change) in variants.iter().enumerate() {
             let mut c = sample();

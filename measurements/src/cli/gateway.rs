@@ -8,15 +8,11 @@
 //! the certificate they were verified with expires. Response bodies are streamed through as
 //! they arrive (server-sent events included).
 
-use super::manifest::{read_limited, read_verifying_key};
+use super::verifier_args::VerifierArgs;
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
 use clap::Args;
-use cocoon_measure::manifest::{Manifest, MAX_MANIFEST_BYTES};
-use cocoon_measure::quote::{read_root_ca, QuotePolicy};
-use cocoon_measure::ratls::{
-    tls, AcceptedIdentity, CollateralSource, RatlsVerifier, VerifierConfig,
-};
+use cocoon_measure::ratls::{tls, AcceptedIdentity, RatlsVerifier};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
@@ -26,7 +22,6 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -41,104 +36,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Arguments of `cocoon-measure gateway` (the help text is on the subcommand in `cli/mod.rs`).
 #[derive(Args, Debug)]
 pub struct GatewayArgs {
-    /// Signed measurement manifest of the release to accept.
-    #[arg(long, value_name = "FILE")]
-    manifest: PathBuf,
-    /// Ed25519 public key (hex) that must have signed the manifest.
-    #[arg(long, value_name = "FILE")]
-    pubkey: PathBuf,
+    #[command(flatten)]
+    verifier: VerifierArgs,
     /// The worker, HOST:PORT (TLS).
     #[arg(long, value_name = "HOST:PORT")]
     upstream: String,
     /// Local address to listen on for plain HTTP; must be a loopback address.
     #[arg(long, value_name = "ADDR:PORT")]
     listen: SocketAddr,
-    /// DCAP collateral JSON (dcap-qvl QuoteCollateralV3 layout) for the workers' platform.
-    #[arg(
-        long,
-        value_name = "FILE",
-        required_unless_present = "pccs_url",
-        conflicts_with = "pccs_url"
-    )]
-    collateral: Option<PathBuf>,
-    /// Fetch collateral per platform from this PCCS or Intel PCS base URL instead, e.g.
-    /// https://api.trustedservices.intel.com (cached until its nextUpdate).
-    #[arg(long, value_name = "URL")]
-    pccs_url: Option<String>,
-    /// Directory for the PCCS collateral cache (kept across restarts).
-    #[arg(long, value_name = "DIR", requires = "pccs_url")]
-    collateral_cache: Option<PathBuf>,
-    /// Also trust the simulated TD's mock root CA given with --root-ca. Test setups only:
-    /// evidence from any machine then passes.
-    #[arg(long)]
-    trust_simulated: bool,
-    /// The simulated TD's mock root CA certificate (DER); requires --trust-simulated.
-    #[arg(long, value_name = "FILE", requires = "trust_simulated")]
-    root_ca: Option<PathBuf>,
-    /// Also accept this TCB status (repeatable), e.g. SWHardeningNeeded. Default: UpToDate only.
-    #[arg(long = "allow-tcb-status", value_name = "STATUS")]
-    allow_tcb_status: Vec<String>,
-    /// Longest worker certificate validity accepted, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 24 * 3600)]
-    max_validity: u64,
-    /// Accept only workers whose measured config has this SHA-256 (hex; repeatable).
-    #[arg(long = "allow-config-sha256", value_name = "HEX")]
-    allow_config: Vec<String>,
-    /// Accept only workers serving a model with this SHA-256 (hex; repeatable).
-    #[arg(long = "allow-model-sha256", value_name = "HEX")]
-    allow_model: Vec<String>,
     /// TLS server name to send (SNI); default: the host of --upstream.
     #[arg(long, value_name = "NAME")]
     server_name: Option<String>,
-}
-
-fn sha256_list(values: &[String], flag: &str) -> anyhow::Result<Option<Vec<[u8; 32]>>> {
-    if values.is_empty() {
-        return Ok(None);
-    }
-    values
-        .iter()
-        .map(|v| {
-            let bytes = hex::decode(v).with_context(|| format!("{flag} {v:?} is not hex"))?;
-            <[u8; 32]>::try_from(bytes.as_slice())
-                .map_err(|_| anyhow!("{flag} {v:?} is not 32 bytes"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()
-        .map(Some)
-}
-
-fn build_verifier(args: &GatewayArgs) -> anyhow::Result<RatlsVerifier> {
-    let key = read_verifying_key(&args.pubkey)?;
-    let bytes = read_limited(&args.manifest, MAX_MANIFEST_BYTES, "manifest")?;
-    let manifest = Manifest::parse_verified(&bytes, &key)
-        .with_context(|| format!("manifest {}", args.manifest.display()))?;
-    let collateral = match (&args.collateral, &args.pccs_url) {
-        (Some(file), _) => CollateralSource::File(file.clone()),
-        (None, Some(url)) => CollateralSource::Pccs {
-            url: url.clone(),
-            cache_dir: args.collateral_cache.clone(),
-        },
-        (None, None) => bail!("give --collateral FILE or --pccs-url URL"),
-    };
-    let mut config = VerifierConfig::new(manifest, key, collateral);
-    let mut policy = QuotePolicy::default();
-    for status in &args.allow_tcb_status {
-        policy = policy
-            .allow_tcb_status(status)
-            .map_err(anyhow::Error::msg)
-            .context("--allow-tcb-status")?;
-    }
-    config.quote_policy = policy;
-    if args.trust_simulated {
-        let path = args.root_ca.as_ref().ok_or_else(|| {
-            anyhow!("--trust-simulated needs --root-ca with the simulated TD's mock root CA (DER)")
-        })?;
-        config = config.trust_simulated(read_root_ca(path)?);
-    }
-    config.max_validity = Duration::from_secs(args.max_validity);
-    config.allowed_config_sha256 = sha256_list(&args.allow_config, "--allow-config-sha256")?;
-    config.allowed_model_sha256 = sha256_list(&args.allow_model, "--allow-model-sha256")?;
-    RatlsVerifier::new(config).context("setting up the RA-TLS verifier")
 }
 
 /// An idle verified upstream connection and when its certificate expires.
@@ -382,8 +290,8 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         ServerName::try_from(name.clone()).map_err(|e| anyhow!("TLS server name {name:?}: {e}"))?;
     let host_header = HeaderValue::from_str(&args.upstream)
         .map_err(|e| anyhow!("--upstream {:?}: {e}", args.upstream))?;
-    let verifier = Arc::new(build_verifier(&args)?);
-    if args.trust_simulated {
+    let verifier = Arc::new(args.verifier.build()?);
+    if args.verifier.trust_simulated {
         eprintln!(
             "cocoon-measure gateway: WARNING: --trust-simulated: simulated workers (no TDX \
              protection at all) are accepted"

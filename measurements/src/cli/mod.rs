@@ -5,9 +5,11 @@
 mod compute;
 mod eventlog;
 mod gateway;
+mod key_service;
 mod keygen;
 mod manifest;
 mod quote;
+mod verifier_args;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -46,6 +48,15 @@ enum Command {
     /// {"error":{"type":"attestation_refused","message":"<reason>"}} and nothing is forwarded.
     /// Responses stream through unbuffered; verified connections are reused.
     Gateway(gateway::GatewayArgs),
+    /// The data-disk key-release service: hands a worker its data disk's LUKS2 passphrase
+    /// only after the worker's RA-TLS client certificate verified against the signed manifest.
+    ///
+    /// The key is HKDF-SHA256 of the service secret and the owner address in the worker's
+    /// measured config, so every image and VM shape the manifest admits opens the same disk.
+    /// Workers pin the service's TLS key (`init` and `pin` print the pin). See docs/image.md,
+    /// "Data disk".
+    #[command(subcommand)]
+    KeyService(key_service::KeyServiceCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -57,5 +68,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Manifest(c) => manifest::run(c),
         Command::Keygen(a) => keygen::run(a),
         Command::Gateway(a) => gateway::run(a),
+        Command::KeyService(c) => key_service::run(c),
     }
 }
