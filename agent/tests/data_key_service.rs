@@ -5,16 +5,16 @@
 //! measures itself, fetches the key over mutual TLS with the service pinned, and pipes it into
 //! the disk program before billing opens its ledger on the "disk".
 
+mod common;
+
 use cocoon_measure::key_release::{Service, ServiceSecret};
-use cocoon_measure::manifest::Manifest;
-use cocoon_measure::ratls::{CollateralSource, RatlsVerifier, VerifierConfig};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cocoon-agent");
+use common::BIN;
 const OWNER: &str = "0:abababababababababababababababababababababababababababababababab";
 
 /// Stands in for /usr/lib/cocoon/open-data-disk: keeps the key it was given, "mounts" the
@@ -25,38 +25,6 @@ cat >"$0.key"
 mkdir "$(dirname "$0")/mnt"
 echo "disk program: mounted" >&2
 "#;
-
-fn simulated_pki(seed: u64) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args(["simulated-pki", "--seed", &seed.to_string(), "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir
-}
-
-/// The verifier a key-service operator configures from the published files.
-fn verifier(pki: &Path) -> Arc<RatlsVerifier> {
-    let key = cocoon_measure::manifest::parse_verifying_key(
-        &std::fs::read_to_string(pki.join("manifest-key.pub")).unwrap(),
-    )
-    .unwrap();
-    let manifest =
-        Manifest::parse_verified(&std::fs::read(pki.join("manifest.json")).unwrap(), &key).unwrap();
-    let config = VerifierConfig::new(
-        manifest,
-        key,
-        CollateralSource::File(pki.join("collateral.json")),
-    )
-    .trust_simulated(std::fs::read(pki.join("root-ca.der")).unwrap());
-    Arc::new(RatlsVerifier::new(config).unwrap())
-}
 
 /// A key service on an ephemeral port, running until the test ends.
 struct KeyService {
@@ -70,7 +38,7 @@ impl KeyService {
     fn start(pki: &Path) -> KeyService {
         let secret = ServiceSecret::generate().unwrap();
         let secret_hex = secret.to_hex().trim().to_string();
-        let service = Arc::new(Service::new(secret, verifier(pki)).unwrap());
+        let service = Arc::new(Service::new(secret, common::verifier_from_files(pki)).unwrap());
         let pin = service.pin();
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let listener = runtime
@@ -199,7 +167,7 @@ fn strs(v: &[String]) -> Vec<&str> {
 #[test]
 fn the_verified_worker_gets_its_owners_key_before_billing_opens_the_ledger() {
     let seed = 21;
-    let pki = simulated_pki(seed);
+    let pki = common::simulated_pki(seed);
     let service = KeyService::start(pki.path());
     let worker = Worker::new(true);
     let args = service_args(&service, &hex::encode(service.pin));
@@ -230,7 +198,7 @@ fn the_verified_worker_gets_its_owners_key_before_billing_opens_the_ledger() {
 #[test]
 fn a_worker_the_manifest_does_not_admit_gets_nothing() {
     let seed = 22;
-    let pki = simulated_pki(seed);
+    let pki = common::simulated_pki(seed);
     let service = KeyService::start(pki.path());
     let args = service_args(&service, &hex::encode(service.pin));
     // Another image or VM shape: registers the manifest does not list (same mock root).
@@ -259,7 +227,7 @@ fn a_worker_the_manifest_does_not_admit_gets_nothing() {
 #[test]
 fn a_worker_without_billing_has_no_owner_and_gets_nothing() {
     let seed = 24;
-    let service = KeyService::start(simulated_pki(seed).path());
+    let service = KeyService::start(common::simulated_pki(seed).path());
     let worker = Worker::new(false);
     let out = worker.serve(
         seed,
@@ -278,7 +246,7 @@ fn a_worker_without_billing_has_no_owner_and_gets_nothing() {
 #[test]
 fn a_service_that_does_not_match_the_pin_is_not_trusted() {
     let seed = 25;
-    let service = KeyService::start(simulated_pki(seed).path());
+    let service = KeyService::start(common::simulated_pki(seed).path());
     let worker = Worker::new(true);
     let out = worker.serve(seed, &strs(&service_args(&service, &"00".repeat(32))));
     let err = stderr(&out);

@@ -444,44 +444,10 @@ fn linux_td_outside_a_tdx_guest_fails_clearly() {
     assert!(out.stdout.is_empty(), "it must not listen");
 }
 
-/// Runs `cocoon-agent simulated-pki` and returns its output directory.
-fn simulated_pki(seed: u64) -> tempfile::TempDir {
-    let out_dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args(["simulated-pki", "--seed", &seed.to_string(), "--out"])
-        .arg(out_dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("SIMULATED"));
-    out_dir
-}
-
-/// A verifier built only from the files `simulated-pki` wrote, as a host-side gateway would.
-fn verifier_from_files(dir: &Path) -> Arc<RatlsVerifier> {
-    let key = cocoon_measure::manifest::parse_verifying_key(
-        &std::fs::read_to_string(dir.join("manifest-key.pub")).unwrap(),
-    )
-    .unwrap();
-    let manifest =
-        Manifest::parse_verified(&std::fs::read(dir.join("manifest.json")).unwrap(), &key).unwrap();
-    let config = VerifierConfig::new(
-        manifest,
-        key,
-        CollateralSource::File(dir.join("collateral.json")),
-    )
-    .trust_simulated(std::fs::read(dir.join("root-ca.der")).unwrap());
-    Arc::new(RatlsVerifier::new(config).unwrap())
-}
-
 #[test]
 fn simulated_pki_files_let_a_host_verifier_accept_the_simulated_worker() {
     let seed = 15;
-    let pki_dir = simulated_pki(seed);
+    let pki_dir = common::simulated_pki(seed);
     let pki = MockPki::new(seed).unwrap();
     assert_eq!(
         std::fs::read(pki_dir.path().join("root-ca.der")).unwrap(),
@@ -494,11 +460,13 @@ fn simulated_pki_files_let_a_host_verifier_accept_the_simulated_worker() {
     assert_eq!(written, expected);
 
     let agent = Agent::start(seed, &[]);
-    let mut tls = connect(agent.tls, verifier_from_files(pki_dir.path())).expect("accepted");
+    let mut tls =
+        connect(agent.tls, common::verifier_from_files(pki_dir.path())).expect("accepted");
     assert_eq!(request(&mut tls, "GET", "/healthz", b"").0, 200);
     // Files for another seed describe another TD and another root: refused.
-    let other = simulated_pki(seed + 1);
-    let err = connect(agent.tls, verifier_from_files(other.path())).expect_err("other seed");
+    let other = common::simulated_pki(seed + 1);
+    let err =
+        connect(agent.tls, common::verifier_from_files(other.path())).expect_err("other seed");
     assert!(ratls::tls::refusal_of(&err).is_some(), "{err}");
 }
 
@@ -613,7 +581,7 @@ fn refused_by_alert(r: std::io::Result<u16>) -> bool {
 #[test]
 fn mutual_ratls_accepts_only_attested_clients_of_the_manifest() {
     let client_seed = 31;
-    let pki = simulated_pki(client_seed);
+    let pki = common::simulated_pki(client_seed);
     let p = |name: &str| pki.path().join(name).to_str().unwrap().to_string();
     let policy = [
         "--tls-client-auth".to_string(),

@@ -1,6 +1,8 @@
 //! Test support: start the real `cocoon-agent` binary and talk raw HTTP/1.1 to it.
 #![allow(dead_code)]
 
+use cocoon_measure::manifest::Manifest;
+use cocoon_measure::ratls::{CollateralSource, RatlsVerifier, VerifierConfig};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -299,4 +301,38 @@ impl SimulatedAgent {
             model_sha256: sha,
         }
     }
+}
+
+/// Runs `cocoon-agent simulated-pki` and returns its output directory.
+pub fn simulated_pki(seed: u64) -> tempfile::TempDir {
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["simulated-pki", "--seed", &seed.to_string(), "--out"])
+        .arg(out_dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SIMULATED"));
+    out_dir
+}
+
+/// A verifier built only from the files `simulated-pki` wrote, as a host-side gateway would.
+pub fn verifier_from_files(dir: &Path) -> std::sync::Arc<RatlsVerifier> {
+    let key = cocoon_measure::manifest::parse_verifying_key(
+        &std::fs::read_to_string(dir.join("manifest-key.pub")).unwrap(),
+    )
+    .unwrap();
+    let manifest =
+        Manifest::parse_verified(&std::fs::read(dir.join("manifest.json")).unwrap(), &key).unwrap();
+    let config = VerifierConfig::new(
+        manifest,
+        key,
+        CollateralSource::File(dir.join("collateral.json")),
+    )
+    .trust_simulated(std::fs::read(dir.join("root-ca.der")).unwrap());
+    std::sync::Arc::new(RatlsVerifier::new(config).unwrap())
 }
