@@ -337,4 +337,29 @@ fn a_real_td_needs_a_key_service() {
         err.contains("--open-data-disk on a real TD needs --data-key-service HOST:PORT"),
         "{err}"
     );
+    // A pin that is not a SHA-256 is refused before anything starts.
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--model",
+            "/nonexistent.gguf",
+            "--model-sha256",
+            &"42".repeat(32),
+            "--open-data-disk",
+            "/bin/true",
+            "--data-key-service",
+            "127.0.0.1:1",
+            "--data-key-service-pin",
+            "abc",
+        ])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("data disk: key service pin \"abc\" is not 64 hex digits"),
+        "{err}"
+    );
 }

@@ -50,7 +50,7 @@ pub enum KeyReleaseError {
     TlsKey(String),
     #[error("the worker's measured config has no billing.owner_address: {0}")]
     NoOwner(&'static str),
-    #[error("--key-service pin {0:?} is not 64 hex digits (SHA-256 of the service's SubjectPublicKeyInfo)")]
+    #[error("key service pin {0:?} is not 64 hex digits (the SHA-256 of its TLS SubjectPublicKeyInfo, as `key-service init` prints it)")]
     Pin(String),
 }
 
