@@ -10,9 +10,10 @@
 //!   ([`cocoon_measure::key_release::PinnedServer`]), never by a CA or a name;
 //! * the key only ever travels over that TLS connection and the PROGRAM's stdin pipe; it is
 //!   zeroed when dropped and never logged;
-//! * a refusal by the service (an answer other than 200, or a TLS failure: pin mismatch,
-//!   client certificate refused) is final; only failures to reach it are retried, until
-//!   `timeout`.
+//! * an answer other than 200, or a TLS failure on this side (pin mismatch), is final; the
+//!   network, the service's TLS alerts (it refused this TD's certificate, perhaps for a passing
+//!   reason) and quote generation are retried with backoff until `timeout`, and the last error
+//!   is reported.
 
 use crate::attest::evidence;
 use crate::attest::measure::Measurement;
@@ -49,34 +50,42 @@ pub struct DataDiskConfig {
 /// Why the service did not hand out a key.
 #[derive(Debug)]
 enum Attempt {
-    /// The service answered, and not with a key, or TLS failed (pin, certificate): final.
+    /// The service answered, and not with a key, or the pin did not match: final.
     Refused(String),
-    /// The service could not be reached or the exchange broke off: worth retrying.
+    /// The service could not be reached, refused the certificate, or the exchange broke off:
+    /// worth retrying.
     Unreachable(String),
 }
 
 /// The TLS error in `e`'s chain, if any: a pin mismatch, a refused client certificate (the
-/// service's alert) or a protocol error. None of these goes away by retrying.
-fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+/// service's alert) or a protocol error.
+fn tls_failure<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
     let mut cur = Some(e);
     while let Some(err) = cur {
         if let Some(t) = err.downcast_ref::<rustls::Error>() {
-            return Some(t.to_string());
+            return Some(t);
         }
         if let Some(t) = err
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
             .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
-            return Some(t.to_string());
+            return Some(t);
         }
         cur = err.source();
     }
     None
 }
 
+/// A TLS error this side raised (the pin did not match, a protocol violation) is final. An
+/// alert from the service (it refused this TD's certificate) is retried like a network error:
+/// the service may have failed for a passing reason (its collateral source unreachable), and a
+/// lasting refusal is reported when the time is up.
 fn failed(what: &str, e: &(dyn std::error::Error + 'static)) -> Attempt {
     match tls_failure(e) {
+        Some(t @ rustls::Error::AlertReceived(_)) => {
+            Attempt::Unreachable(format!("{what}: TLS: {t}"))
+        }
         Some(t) => Attempt::Refused(format!("{what}: TLS: {t}")),
         None => Attempt::Unreachable(format!("{what}: {e}")),
     }
@@ -139,12 +148,28 @@ async fn from_service(
     loop {
         attempt += 1;
         let (td2, m2) = (td.clone(), measurement.clone());
-        let cert = tokio::task::spawn_blocking(move || {
+        let cert = match tokio::task::spawn_blocking(move || {
             evidence::issue(td2.provider(), &m2, REQUEST_CERT_LIFETIME)
         })
         .await
         .context("certificate task")?
-        .context("issuing the RA-TLS certificate for the key service")?;
+        {
+            Ok(cert) => cert,
+            // The quote comes from the host's quote generation service, which may be
+            // restarting: retried like a network error.
+            Err(e) => {
+                backoff = wait_or_give_up(
+                    addr,
+                    attempt,
+                    format!("issuing the RA-TLS certificate: {e}"),
+                    backoff,
+                    deadline,
+                    timeout,
+                )
+                .await?;
+                continue;
+            }
+        };
         let client =
             rustls::ClientConfig::builder_with_provider(cocoon_measure::ratls::tls::provider())
                 .with_protocol_versions(&[&rustls::version::TLS13])
@@ -173,22 +198,33 @@ async fn from_service(
                 return Ok(DataKey::from_bytes(key));
             }
             Err(Attempt::Refused(why)) => {
-                bail!("the key service at {addr} refused to release the data-disk key: {why}")
+                bail!("the key service at {addr} gave no data-disk key: {why}")
             }
             Err(Attempt::Unreachable(why)) => {
-                let now = Instant::now();
-                if now + backoff > deadline {
-                    bail!(
-                        "the key service at {addr} was not reachable within {} s ({attempt} attempts); last error: {why}",
-                        timeout.as_secs()
-                    );
-                }
-                tracing::warn!(service = addr, attempt, error = %why, retry_in_s = backoff.as_secs(), "key service not reachable");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff = wait_or_give_up(addr, attempt, why, backoff, deadline, timeout).await?;
             }
         }
     }
+}
+
+/// Sleeps `backoff` and returns the next one, or fails if that would pass `deadline`.
+async fn wait_or_give_up(
+    addr: &str,
+    attempt: u32,
+    why: String,
+    backoff: Duration,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<Duration> {
+    if Instant::now() + backoff > deadline {
+        bail!(
+            "the key service at {addr} gave no key within {} s ({attempt} attempts); last error: {why}",
+            timeout.as_secs()
+        );
+    }
+    tracing::warn!(service = addr, attempt, error = %why, retry_in_s = backoff.as_secs(), "no data-disk key yet");
+    tokio::time::sleep(backoff).await;
+    Ok((backoff * 2).min(MAX_BACKOFF))
 }
 
 /// Gets the key from the configured provider and runs the program with it; returns once the
