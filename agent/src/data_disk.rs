@@ -8,8 +8,9 @@
 //!   the measured config (the owner the key belongs to) in the quote-bound certificate;
 //! * the key service is accepted only by the pin in the measured config
 //!   ([`cocoon_measure::key_release::PinnedServer`]), never by a CA or a name;
-//! * the key only ever travels over that TLS connection and the PROGRAM's stdin pipe; it is
-//!   zeroed when dropped and never logged;
+//! * the key only ever travels over that TLS connection and the PROGRAM's stdin pipe, and is
+//!   never logged; the parsed key is zeroed when dropped (the HTTP body buffer it was parsed
+//!   from is not);
 //! * an answer other than 200, or a TLS failure on this side (pin mismatch), is final; the
 //!   network, the service's TLS alerts (it refused this TD's certificate, perhaps for a passing
 //!   reason) and quote generation are retried with backoff until `timeout`, and the last error
@@ -148,12 +149,17 @@ async fn from_service(
     loop {
         attempt += 1;
         let (td2, m2) = (td.clone(), measurement.clone());
-        let cert = match tokio::task::spawn_blocking(move || {
+        let issue = tokio::task::spawn_blocking(move || {
             evidence::issue(td2.provider(), &m2, REQUEST_CERT_LIFETIME)
-        })
-        .await
-        .context("certificate task")?
-        {
+        });
+        let issued = match tokio::time::timeout(ATTEMPT_TIMEOUT, issue).await {
+            Ok(joined) => joined
+                .context("certificate task")?
+                .map_err(|e| e.to_string()),
+            // A hung quote request keeps its thread; the attempt is abandoned.
+            Err(_) => Err(format!("no quote within {} s", ATTEMPT_TIMEOUT.as_secs())),
+        };
+        let cert = match issued {
             Ok(cert) => cert,
             // The quote comes from the host's quote generation service, which may be
             // restarting: retried like a network error.

@@ -12,8 +12,10 @@
 //!   `{"key":"<64 hex digits>","owner":"<address>"}` (200) or
 //!   `{"error":{"type":"refused","message":...}}` (403).
 //!
-//! Invariant: the key is a function of the service secret and of the `billing.owner_address`
-//! string in the worker's *measured* config only ([`ServiceSecret::data_key`]). The image, the
+//! Invariant: a key is released only to a worker whose measured config pins this service
+//! (`data_key_service_pin`), and it is a function of the service secret and of the
+//! `billing.owner_address` string in the worker's *measured* config only
+//! ([`ServiceSecret::data_key`]). The image, the
 //! VM shape and the rest of the config may change (within what the manifest admits) and the
 //! disk still opens; a TD whose measured config names another owner gets another key.
 
@@ -107,7 +109,7 @@ impl ServiceSecret {
     }
 
     /// The service's TLS certificate and key: Ed25519 from the seed HKDF-SHA256(..., info
-    /// "cocoon-key-service/v1 tls-ed25519-seed"), self-signed, valid 1970-4096 (the pin, not
+    /// "cocoon-key-service/v1 tls-ed25519-seed"), self-signed, valid 1975-4096 (the pin, not
     /// the validity period, is what clients check).
     pub fn tls_key(&self) -> Result<ServiceTlsKey, KeyReleaseError> {
         let seed = self.expand(&[INFO_TLS_KEY]);

@@ -20,6 +20,8 @@ use tokio_rustls::TlsAcceptor;
 
 /// Time a connection may take from accept to the answer.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections handled at once; more wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 256;
 
 /// A running service's state: the secret, the verifier and the TLS acceptor.
 pub struct Service {
@@ -44,6 +46,52 @@ fn refuse(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
         status,
         serde_json::json!({"error": {"type": "refused", "message": message}}),
     )
+}
+
+/// The answer to `method path` from an accepted `worker` (see the module invariants).
+fn decide(
+    secret: &ServiceSecret,
+    pin: [u8; 32],
+    method: &Method,
+    path: &str,
+    worker: &AcceptedIdentity,
+) -> Response<Full<Bytes>> {
+    if path != PATH {
+        return refuse(StatusCode::NOT_FOUND, &format!("the only path is {PATH}"));
+    }
+    if method != Method::POST {
+        return refuse(StatusCode::METHOD_NOT_ALLOWED, &format!("use POST {PATH}"));
+    }
+    // The worker names the service it trusts in its measured config; a worker that pins
+    // another service reached this one by mistake (or through a proxy) and gets nothing.
+    let pinned = worker
+        .config
+        .get("data_key_service_pin")
+        .and_then(|p| p.as_str());
+    if pinned != Some(hex::encode(pin).as_str()) {
+        let why = format!(
+            "the worker's measured data_key_service_pin is {}, not this service's {}",
+            pinned.unwrap_or("null"),
+            hex::encode(pin)
+        );
+        eprintln!("key-service: refused ({why}): worker {worker}");
+        return refuse(StatusCode::FORBIDDEN, &why);
+    }
+    match owner_of(&worker.config) {
+        Err(e) => {
+            eprintln!("key-service: refused ({e}): worker {worker}");
+            refuse(StatusCode::FORBIDDEN, &e.to_string())
+        }
+        Ok(owner) => {
+            let key = secret.data_key(owner);
+            eprintln!("key-service: released the data key of owner {owner} to worker {worker}");
+            let key_hex = zeroize::Zeroizing::new(hex::encode(key.as_slice()));
+            json(
+                StatusCode::OK,
+                serde_json::json!({"key": key_hex.as_str(), "owner": owner}),
+            )
+        }
+    }
 }
 
 impl Service {
@@ -71,27 +119,13 @@ impl Service {
     }
 
     fn answer(&self, req: &Request<Incoming>, worker: &AcceptedIdentity) -> Response<Full<Bytes>> {
-        if req.uri().path() != PATH {
-            return refuse(StatusCode::NOT_FOUND, &format!("the only path is {PATH}"));
-        }
-        if req.method() != Method::POST {
-            return refuse(StatusCode::METHOD_NOT_ALLOWED, &format!("use POST {PATH}"));
-        }
-        match owner_of(&worker.config) {
-            Err(e) => {
-                eprintln!("key-service: refused ({e}): worker {worker}");
-                refuse(StatusCode::FORBIDDEN, &e.to_string())
-            }
-            Ok(owner) => {
-                let key = self.secret.data_key(owner);
-                eprintln!("key-service: released the data key of owner {owner} to worker {worker}");
-                let key_hex = zeroize::Zeroizing::new(hex::encode(key.as_slice()));
-                json(
-                    StatusCode::OK,
-                    serde_json::json!({"key": key_hex.as_str(), "owner": owner}),
-                )
-            }
-        }
+        decide(
+            &self.secret,
+            self.pin,
+            req.method(),
+            req.uri().path(),
+            worker,
+        )
     }
 
     async fn connection(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
@@ -104,7 +138,8 @@ impl Service {
             }
         };
         let certs = stream.get_ref().1.peer_certificates();
-        let worker = match tls::peer_identity(&self.verifier, certs, SystemTime::now()) {
+        let now = self.verifier.effective_time(SystemTime::now());
+        let worker = match tls::peer_identity(&self.verifier, certs, now) {
             Ok(w) => w,
             Err(r) => {
                 eprintln!("key-service: {peer}: refused: {r}");
@@ -122,13 +157,26 @@ impl Service {
             .await;
     }
 
-    /// Accepts connections on `listener` until accepting fails; each connection gets at most
-    /// [`CONNECTION_TIMEOUT`].
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+    /// Accepts connections on `listener` forever: at most [`MAX_CONNECTIONS`] at once, each for
+    /// at most [`CONNECTION_TIMEOUT`]. A failed accept (e.g. out of file descriptors) is
+    /// logged and retried after a pause, never fatal.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         loop {
-            let (tcp, peer) = listener.accept().await?;
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            let (tcp, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("key-service: accepting a connection: {e}; retrying in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
             let service = self.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 if tokio::time::timeout(CONNECTION_TIMEOUT, service.connection(tcp, peer))
                     .await
                     .is_err()
@@ -140,5 +188,92 @@ impl Service {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn worker(config: serde_json::Value) -> AcceptedIdentity {
+        AcceptedIdentity {
+            release: "r".into(),
+            shape: "s".into(),
+            config_sha256: [0; 32],
+            model_sha256: [0; 32],
+            mode: "simulated".into(),
+            tcb_status: "UpToDate".into(),
+            advisory_ids: vec![],
+            simulated_root: true,
+            config,
+            cert_sha256: [0; 32],
+            not_before: 0,
+            not_after: 0,
+        }
+    }
+
+    fn body(resp: Response<Full<Bytes>>) -> (StatusCode, serde_json::Value) {
+        let status = resp.status();
+        let Ok(collected) = block_on(resp.into_body().collect());
+        let bytes = collected.to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn releases_only_to_workers_that_pin_this_service_and_name_an_owner() {
+        let secret = ServiceSecret::from_hex(&"11".repeat(32)).unwrap();
+        let pin_bytes = secret.tls_key().unwrap().spki_sha256;
+        let pin = hex::encode(pin_bytes);
+        let decide = |method: &Method, path: &str, w: &AcceptedIdentity| {
+            decide(&secret, pin_bytes, method, path, w)
+        };
+        let owner = "0:aa";
+        let good = worker(
+            serde_json::json!({"data_key_service_pin": pin, "billing": {"owner_address": owner}}),
+        );
+        let (status, json) = body(decide(&Method::POST, PATH, &good));
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(json["key"], hex::encode(secret.data_key(owner).as_slice()));
+        assert_eq!(json["owner"], owner);
+
+        for (config, status, why) in [
+            (
+                serde_json::json!({"data_key_service_pin": "00".repeat(32), "billing": {"owner_address": owner}}),
+                StatusCode::FORBIDDEN,
+                "not this service's",
+            ),
+            (
+                serde_json::json!({"billing": {"owner_address": owner}}),
+                StatusCode::FORBIDDEN,
+                "data_key_service_pin is null",
+            ),
+            (
+                serde_json::json!({"data_key_service_pin": pin, "billing": null}),
+                StatusCode::FORBIDDEN,
+                "no billing.owner_address",
+            ),
+        ] {
+            let (got, json) = body(decide(&Method::POST, PATH, &worker(config)));
+            assert_eq!(got, status);
+            let message = json["error"]["message"].as_str().unwrap().to_string();
+            assert!(message.contains(why), "{message}");
+            assert!(json.get("key").is_none());
+        }
+        assert_eq!(
+            body(decide(&Method::GET, PATH, &good)).0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            body(decide(&Method::POST, "/v1/other", &good)).0,
+            StatusCode::NOT_FOUND
+        );
     }
 }
