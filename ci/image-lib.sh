@@ -323,9 +323,27 @@ vendor_crates() {
     mv "$vendor.tmp" "$vendor"
   fi
   cp -al "$vendor" "$src/vendor"
+  touch "$vendor/.cocoon-vendored"
   flock -u 9
   exec 9>&-
   rm -f "$src/vendor/.cocoon-vendored"
+  prune_vendor_cache
+}
+
+# Keeps the VENDOR_KEEP (default 3) most recently used vendor directories; the others (about
+# 300 MB each, one per Cargo.lock ever built) are removed, each only while no build holds its
+# lock.
+prune_vendor_cache() {
+  local keep=${VENDOR_KEEP:-3} dir
+  ls -1dt "$IMAGE_CACHE"/vendor/*/.cocoon-vendored 2>/dev/null | tail -n +"$((keep + 1))" |
+    while read -r marker; do
+      dir=${marker%/.cocoon-vendored}
+      (
+        flock -n 9 || exit 0
+        rm -rf "$dir"
+        say "crates: removed the unused vendor cache $dir"
+      ) 9>"$dir.lock"
+    done
 }
 
 # Exports the source tree (tracked files plus untracked, not-ignored ones) into DIR with a
