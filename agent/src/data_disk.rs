@@ -58,32 +58,12 @@ enum Attempt {
     Unreachable(String),
 }
 
-/// The TLS error in `e`'s chain, if any: a pin mismatch, a refused client certificate (the
-/// service's alert) or a protocol error.
-fn tls_failure<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if let Some(t) = err.downcast_ref::<rustls::Error>() {
-            return Some(t);
-        }
-        if let Some(t) = err
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            return Some(t);
-        }
-        cur = err.source();
-    }
-    None
-}
-
 /// A TLS error this side raised (the pin did not match, a protocol violation) is final. An
 /// alert from the service (it refused this TD's certificate) is retried like a network error:
 /// the service may have failed for a passing reason (its collateral source unreachable), and a
 /// lasting refusal is reported when the time is up.
 fn failed(what: &str, e: &(dyn std::error::Error + 'static)) -> Attempt {
-    match tls_failure(e) {
+    match cocoon_measure::ratls::tls::tls_error_of(e) {
         Some(t @ rustls::Error::AlertReceived(_)) => {
             Attempt::Unreachable(format!("{what}: TLS: {t}"))
         }

@@ -315,8 +315,9 @@ fn a_failing_disk_program_stops_the_agent_before_it_listens() {
     assert!(!worker.dir.path().join("mnt/payments.ledger").exists());
 }
 
-#[test]
-fn a_real_td_needs_a_key_service() {
+/// `serve` on a real TD (no simulated TD) with `extra`: refused at configuration, before the
+/// model is read; returns stderr.
+fn refused_on_a_real_td(extra: &[&str]) -> String {
     let out = Command::new(BIN)
         .args([
             "serve",
@@ -324,40 +325,34 @@ fn a_real_td_needs_a_key_service() {
             "127.0.0.1:0",
             "--model",
             "/nonexistent.gguf",
+        ])
+        .args([
             "--model-sha256",
             &"42".repeat(32),
             "--open-data-disk",
             "/bin/true",
         ])
+        .args(extra)
         .output()
         .unwrap();
-    let err = stderr(&out);
     assert!(!out.status.success());
+    stderr(&out)
+}
+
+#[test]
+fn a_real_td_needs_a_key_service() {
+    let err = refused_on_a_real_td(&[]);
     assert!(
         err.contains("--open-data-disk on a real TD needs --data-key-service HOST:PORT"),
         "{err}"
     );
     // A pin that is not a SHA-256 is refused before anything starts.
-    let out = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--model",
-            "/nonexistent.gguf",
-            "--model-sha256",
-            &"42".repeat(32),
-            "--open-data-disk",
-            "/bin/true",
-            "--data-key-service",
-            "127.0.0.1:1",
-            "--data-key-service-pin",
-            "abc",
-        ])
-        .output()
-        .unwrap();
-    let err = stderr(&out);
-    assert!(!out.status.success());
+    let err = refused_on_a_real_td(&[
+        "--data-key-service",
+        "127.0.0.1:1",
+        "--data-key-service-pin",
+        "abc",
+    ]);
     assert!(
         err.contains("data disk: key service pin \"abc\" is not 64 hex digits"),
         "{err}"

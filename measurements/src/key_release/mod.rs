@@ -217,7 +217,7 @@ impl ServerCertVerifier for PinnedServer {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        Err(TlsError::General("TLS 1.2 is not used".into()))
+        Err(crate::ratls::tls::tls12_refused())
     }
 
     fn verify_tls13_signature(

@@ -68,11 +68,11 @@ fn decide(
         .config
         .get("data_key_service_pin")
         .and_then(|p| p.as_str());
-    if pinned != Some(hex::encode(pin).as_str()) {
+    let own = hex::encode(pin);
+    if pinned != Some(own.as_str()) {
         let why = format!(
-            "the worker's measured data_key_service_pin is {}, not this service's {}",
+            "the worker's measured data_key_service_pin is {}, not this service's {own}",
             pinned.unwrap_or("null"),
-            hex::encode(pin)
         );
         eprintln!("key-service: refused ({why}): worker {worker}");
         return refuse(StatusCode::FORBIDDEN, &why);

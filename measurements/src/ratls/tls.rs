@@ -38,26 +38,34 @@ fn refused(r: Refusal) -> Error {
     Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(r))))
 }
 
+type DynError = dyn std::error::Error + 'static;
+
+/// `err` and its causes. An `io::Error` (how tokio-rustls and hyper carry TLS errors) is
+/// followed into the error it wraps, which its `source()` skips.
+fn causes(err: &DynError) -> impl Iterator<Item = &DynError> {
+    std::iter::successors(Some(err), |e| match e.downcast_ref::<std::io::Error>() {
+        Some(io) if io.get_ref().is_some() => io.get_ref().map(|inner| inner as &DynError),
+        _ => e.source(),
+    })
+}
+
+/// The rustls error behind a failed connection or exchange, if there is one.
+pub fn tls_error_of(err: &DynError) -> Option<&Error> {
+    causes(err).find_map(|e| e.downcast_ref::<Error>())
+}
+
 /// The [`Refusal`] behind a failed handshake, if the failure was one.
-pub fn refusal_of<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Refusal> {
-    let mut cur: Option<&'a (dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
+pub fn refusal_of<'a>(err: &'a DynError) -> Option<&'a Refusal> {
+    for e in causes(err) {
         if let Some(r) = e.downcast_ref::<Refusal>() {
             return Some(r);
         }
         if let Some(Error::InvalidCertificate(CertificateError::Other(OtherError(inner)))) =
             e.downcast_ref::<Error>()
         {
-            let inner: &'a (dyn std::error::Error + 'static) = inner.as_ref();
+            let inner: &'a DynError = inner.as_ref();
             return inner.downcast_ref::<Refusal>();
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if let Some(inner) = io.get_ref() {
-                cur = Some(inner);
-                continue;
-            }
-        }
-        cur = e.source();
     }
     None
 }
@@ -103,7 +111,7 @@ impl Common {
     }
 }
 
-fn tls12_refused() -> Error {
+pub(crate) fn tls12_refused() -> Error {
     Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered)
 }
 
